@@ -1,0 +1,43 @@
+# Shared helpers for the test and benchmark scripts: install what a fresh machine lacks, or fail
+# with a message that says what is missing. Sourced, never run.
+
+# die MESSAGE — stop the whole run with a clear reason (never skip a suite silently).
+die() { echo "error: $*" >&2; exit 1; }
+
+# ensure_apt PACKAGE COMMAND — install a Debian package when COMMAND is not on PATH.
+ensure_apt() {
+  local package=$1 command=$2
+  command -v "$command" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    die "'$command' is missing; install the Debian package '$package' (apt-get install $package)"
+  fi
+  echo "installing $package (for $command)…" >&2
+  if [ ! -f /tmp/.counter-apt-updated ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && touch /tmp/.counter-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
+    || die "apt-get install $package failed"
+  command -v "$command" >/dev/null 2>&1 || die "'$command' still missing after installing $package"
+}
+
+# ensure_python_tools — a project-local virtualenv with the pinned tools of requirements-tools.txt,
+# re-installed only when that file changes. Puts the venv's bin/ first on PATH.
+ensure_python_tools() {
+  local root venv stamp
+  root=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
+  venv="$root/.tools/venv"
+  stamp="$venv/.requirements.sha256"
+  command -v python3 >/dev/null 2>&1 || die "python3 is required for the infrastructure checks"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || die "cannot create a virtualenv in $venv"
+  fi
+  local want
+  want=$(sha256sum "$root/requirements-tools.txt" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "installing Python tools (requirements-tools.txt)…" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/requirements-tools.txt" \
+      || die "pip install -r requirements-tools.txt failed"
+    echo "$want" >"$stamp"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
