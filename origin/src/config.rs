@@ -1,0 +1,352 @@
+//! Environment → typed, validated [`Config`] (12-factor).
+//!
+//! Every variable is declared once in [`VARIABLES`]: parsing, `--help` and the start-up log all
+//! read that table, so the documentation cannot drift from what the code accepts.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One environment variable the origin reads.
+pub struct Variable {
+    pub name: &'static str,
+    /// `None` means unset by default.
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+    /// Redacted in logs (it may carry a password).
+    pub secret: bool,
+}
+
+const fn var(name: &'static str, default: &'static str, help: &'static str) -> Variable {
+    Variable { name, default: Some(default), help, secret: false }
+}
+
+pub const VARIABLES: &[Variable] = &[
+    var("LISTEN_ADDR", "0.0.0.0:8080", "public listener: API, page, probes"),
+    var("METRICS_ADDR", "0.0.0.0:9090", "metrics listener (GET /metrics), never public"),
+    Variable {
+        name: "DATABASE_URL",
+        default: None,
+        help: "PostgreSQL URL (postgres://user:pass@host:5432/db?sslmode=require); unset: embedded store. \
+               TLS is required unless the URL says sslmode=disable",
+        secret: true,
+    },
+    Variable {
+        name: "DATABASE_CA_FILE",
+        default: None,
+        help: "PEM bundle of CAs that sign the database certificate (e.g. the RDS bundle); unset: system roots",
+        secret: false,
+    },
+    var("DATABASE_POOL_SIZE", "8", "PostgreSQL connections per process (1 writer + readers)"),
+    var("DATABASE_CONNECT_TIMEOUT_MS", "3000", "bound on opening one database connection"),
+    var("DATA_DIR", "./data", "directory of the embedded store (used when DATABASE_URL is unset)"),
+    var("MAX_BATCH", "512", "most increments committed by one statement; 1 turns batching off"),
+    var("WRITE_QUEUE_CAPACITY", "4096", "increments waiting for the writer; beyond it POST answers 503"),
+    var("READ_CACHE_TTL_MS", "1000", "how long the origin serves a read from memory; 0 disables the cache"),
+    var("EDGE_CACHE_TTL_S", "1", "s-maxage sent on GET /api/counter (the CDN's TTL)"),
+    var("STATEMENT_TIMEOUT_MS", "2000", "PostgreSQL statement_timeout; also bounds every store call"),
+    var("REQUEST_TIMEOUT_MS", "5000", "per-request deadline (504 once it passes)"),
+    var("HEADER_READ_TIMEOUT_MS", "10000", "bound on receiving a request's headers (slow clients)"),
+    var("KEEPALIVE_IDLE_TIMEOUT_S", "75", "idle keep-alive connections close after this; keep above the ALB's 60 s"),
+    var("MAX_CONNECTIONS", "10000", "open client connections; further ones wait in the kernel backlog"),
+    var("DRAIN_PERIOD_MS", "5000", "after SIGTERM: readiness 503 but keep serving this long"),
+    var("SHUTDOWN_TIMEOUT_MS", "10000", "after the drain: bound on finishing requests and flushing writes"),
+    var("READY_CHECK_INTERVAL_MS", "1000", "how often the store is pinged for readiness"),
+    var("READY_STALE_AFTER_MS", "5000", "readiness fails when the store has not answered for this long"),
+    var("WORKER_THREADS", "0", "tokio worker threads; 0: one per core, 1: a single-threaded runtime"),
+    var("LOG_LEVEL", "info", "tracing filter (error, warn, info, debug or a directive list)"),
+    var("ACCESS_LOG_EVERY", "100", "log one request in N (0: none, 1: all); 5xx answers are always logged"),
+];
+
+/// Which store holds the counter.
+#[derive(Clone)]
+pub enum StoreConfig {
+    Embedded { data_dir: PathBuf },
+    Postgres(PostgresConfig),
+}
+
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// The URL as given; holds the password, so it is never logged.
+    pub url: String,
+    pub tls: TlsMode,
+    pub ca_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `sslmode=disable`: plaintext, only when the URL asks for it explicitly.
+    Disable,
+    /// The default: TLS with chain and host-name verification.
+    Require,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub store: StoreConfig,
+    pub max_batch: usize,
+    pub write_queue_capacity: usize,
+    pub read_cache_ttl: Duration,
+    pub edge_cache_ttl_s: u64,
+    pub statement_timeout: Duration,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub keepalive_idle_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub ready_check_interval: Duration,
+    pub ready_stale_after: Duration,
+    pub worker_threads: usize,
+    pub log_level: String,
+    pub access_log_every: u64,
+}
+
+/// A variable with a value the origin cannot use; the message names it and what it expects.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?}: {expected}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map instead of the environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        let store = match env.raw("DATABASE_URL") {
+            None => StoreConfig::Embedded { data_dir: PathBuf::from(env.string("DATA_DIR")) },
+            Some(url) => StoreConfig::Postgres(PostgresConfig {
+                tls: tls_mode(&url)?,
+                url,
+                ca_file: env.raw("DATABASE_CA_FILE").map(PathBuf::from),
+                pool_size: env.number("DATABASE_POOL_SIZE", 2, 256)? as usize,
+                connect_timeout: env.millis("DATABASE_CONNECT_TIMEOUT_MS", 1)?,
+            }),
+        };
+        let config = Config {
+            listen_addr: env.addr("LISTEN_ADDR")?,
+            metrics_addr: env.addr("METRICS_ADDR")?,
+            store,
+            max_batch: env.number("MAX_BATCH", 1, 65_536)? as usize,
+            write_queue_capacity: env.number("WRITE_QUEUE_CAPACITY", 1, 1 << 20)? as usize,
+            read_cache_ttl: env.millis("READ_CACHE_TTL_MS", 0)?,
+            edge_cache_ttl_s: env.number("EDGE_CACHE_TTL_S", 0, 86_400)?,
+            statement_timeout: env.millis("STATEMENT_TIMEOUT_MS", 1)?,
+            request_timeout: env.millis("REQUEST_TIMEOUT_MS", 1)?,
+            header_read_timeout: env.millis("HEADER_READ_TIMEOUT_MS", 1)?,
+            keepalive_idle_timeout: Duration::from_secs(env.number("KEEPALIVE_IDLE_TIMEOUT_S", 1, 86_400)?),
+            max_connections: env.number("MAX_CONNECTIONS", 1, 1 << 20)? as usize,
+            drain_period: env.millis("DRAIN_PERIOD_MS", 0)?,
+            shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 1)?,
+            ready_check_interval: env.millis("READY_CHECK_INTERVAL_MS", 1)?,
+            ready_stale_after: env.millis("READY_STALE_AFTER_MS", 1)?,
+            worker_threads: env.number("WORKER_THREADS", 0, 1024)? as usize,
+            log_level: env.string("LOG_LEVEL"),
+            access_log_every: env.number("ACCESS_LOG_EVERY", 0, u64::MAX)?,
+        };
+        if config.ready_stale_after <= config.ready_check_interval {
+            return Err(ConfigError {
+                name: "READY_STALE_AFTER_MS",
+                value: config.ready_stale_after.as_millis().to_string(),
+                expected: "more than READY_CHECK_INTERVAL_MS".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// `counter-origin --help`: every variable with its default.
+    pub fn help_text() -> String {
+        let mut text = String::from(
+            "counter-origin — the Counter Service origin (HTTP API, page, metrics)\n\n\
+             Usage: counter-origin [--help]\n\nConfigured by environment variables:\n\n",
+        );
+        for v in VARIABLES {
+            let default = v.default.unwrap_or("(unset)");
+            text.push_str(&format!("  {:<28} default {:<14} {}\n", v.name, default, v.help));
+        }
+        text
+    }
+}
+
+/// The effective configuration, one `NAME=value` per variable, secrets redacted.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, detail) = match &self.store {
+            StoreConfig::Embedded { data_dir } => ("embedded", data_dir.display().to_string()),
+            StoreConfig::Postgres(pg) => ("postgres", format!("{} tls={:?}", redact_url(&pg.url), pg.tls)),
+        };
+        write!(
+            f,
+            "store={kind} ({detail}) listen={} metrics={} max_batch={} queue={} read_cache_ttl={:?} \
+             edge_ttl={}s statement_timeout={:?} request_timeout={:?} header_read_timeout={:?} \
+             keepalive_idle={:?} max_connections={} drain={:?} shutdown_timeout={:?} workers={} \
+             access_log_every={}",
+            self.listen_addr,
+            self.metrics_addr,
+            self.max_batch,
+            self.write_queue_capacity,
+            self.read_cache_ttl,
+            self.edge_cache_ttl_s,
+            self.statement_timeout,
+            self.request_timeout,
+            self.header_read_timeout,
+            self.keepalive_idle_timeout,
+            self.max_connections,
+            self.drain_period,
+            self.shutdown_timeout,
+            self.worker_threads,
+            self.access_log_every,
+        )
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; also hides `password=`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let start = scheme_end + 3 + colon + 1;
+                out.replace_range(start..scheme_end + 3 + at, "***");
+            }
+        }
+    }
+    if let Some(pos) = out.find("password=") {
+        let end = out[pos..].find(['&', ' ']).map_or(out.len(), |e| pos + e);
+        out.replace_range(pos + "password=".len()..end, "***");
+    }
+    out
+}
+
+/// TLS unless the URL explicitly disables it. `prefer`/`allow` are refused: they fall back to
+/// plaintext silently, which is how credentials leak.
+fn tls_mode(url: &str) -> Result<TlsMode, ConfigError> {
+    let mode = url
+        .split(['?', '&', ' '])
+        .find_map(|part| part.strip_prefix("sslmode="))
+        .unwrap_or("require");
+    match mode {
+        "require" | "verify-full" => Ok(TlsMode::Require),
+        "disable" => Ok(TlsMode::Disable),
+        other => Err(ConfigError {
+            name: "DATABASE_URL",
+            value: format!("…sslmode={other}…"),
+            expected: "sslmode=require (default, verified TLS) or sslmode=disable (explicit plaintext)".into(),
+        }),
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &'static str) -> String {
+        self.raw(name).unwrap_or_else(|| default_of(name).to_string())
+    }
+
+    fn number(&self, name: &'static str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let value = self.string(name);
+        match value.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError { name, value, expected: format!("a whole number from {min} to {max}") }),
+        }
+    }
+
+    fn millis(&self, name: &'static str, min: u64) -> Result<Duration, ConfigError> {
+        self.number(name, min, 86_400_000).map(Duration::from_millis)
+    }
+
+    fn addr(&self, name: &'static str) -> Result<SocketAddr, ConfigError> {
+        let value = self.string(name);
+        value.parse().map_err(|_| ConfigError {
+            name,
+            value,
+            expected: "an IP address and port, e.g. 0.0.0.0:8080 or [::]:8080".into(),
+        })
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    VARIABLES
+        .iter()
+        .find(|v| v.name == name)
+        .and_then(|v| v.default)
+        .unwrap_or_else(|| panic!("{name} has no default in VARIABLES"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_give_the_embedded_store_on_the_documented_ports() {
+        let config = parse(&[]).unwrap();
+        assert!(matches!(config.store, StoreConfig::Embedded { .. }));
+        assert_eq!(config.listen_addr.port(), 8080);
+        assert_eq!(config.metrics_addr.port(), 9090);
+        assert_eq!(config.keepalive_idle_timeout, Duration::from_secs(75));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_is_expected() {
+        let err = parse(&[("MAX_BATCH", "lots")]).err().unwrap();
+        assert_eq!(err.name, "MAX_BATCH");
+        assert!(err.to_string().contains("whole number from 1"), "{err}");
+        assert_eq!(parse(&[("LISTEN_ADDR", "8080")]).err().unwrap().name, "LISTEN_ADDR");
+        assert_eq!(parse(&[("MAX_BATCH", "0")]).err().unwrap().name, "MAX_BATCH");
+    }
+
+    #[test]
+    fn tls_is_required_unless_explicitly_disabled() {
+        let pg = |url: &str| match parse(&[("DATABASE_URL", url)]).map(|c| c.store) {
+            Ok(StoreConfig::Postgres(pg)) => Ok(pg.tls),
+            Ok(StoreConfig::Embedded { .. }) => unreachable!(),
+            Err(e) => Err(e.name),
+        };
+        assert_eq!(pg("postgres://u@h/db"), Ok(TlsMode::Require));
+        assert_eq!(pg("postgres://u@h/db?sslmode=disable"), Ok(TlsMode::Disable));
+        assert_eq!(pg("postgres://u@h/db?sslmode=prefer"), Err("DATABASE_URL"));
+    }
+
+    #[test]
+    fn passwords_never_reach_the_log_line() {
+        assert_eq!(redact_url("postgres://app:s3cr3t@db:5432/c?sslmode=require"), "postgres://app:***@db:5432/c?sslmode=require");
+        assert_eq!(redact_url("host=db password=s3cr3t user=app"), "host=db password=*** user=app");
+        let config = parse(&[("DATABASE_URL", "postgres://app:s3cr3t@db/c")]).unwrap();
+        assert!(!config.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn help_lists_every_variable_with_its_default() {
+        let help = Config::help_text();
+        for v in VARIABLES {
+            assert!(help.contains(v.name), "{} missing from --help", v.name);
+        }
+        assert!(help.contains("0.0.0.0:8080"));
+    }
+}

@@ -1,0 +1,8 @@
+//! The domain: increments go through the [`IncrementBatcher`] (write path), reads through the
+//! [`ReadCache`] (read path). Neither knows which store is behind them.
+
+mod batcher;
+mod cache;
+
+pub use batcher::{IncrementBatcher, IncrementError};
+pub use cache::ReadCache;

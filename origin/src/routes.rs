@@ -1,0 +1,269 @@
+//! Method + path → handler, and every answer the public listener gives (DESIGN §1). JSON bodies
+//! are built by hand (`itoa`): they are one number, and this is the hottest code in the service.
+
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::assets::{self, Asset};
+use crate::counter::IncrementError;
+use crate::telemetry::logs;
+use crate::telemetry::metrics::{self, Endpoint};
+use crate::App;
+
+pub type Body = Full<Bytes>;
+
+/// A POST needs no body; a small one (e.g. `{}`) is read and ignored, anything larger is refused.
+pub const MAX_BODY_BYTES: usize = 1024;
+
+const COUNTER_ALLOW: &str = "GET, HEAD, POST, OPTIONS";
+const READ_ONLY_ALLOW: &str = "GET, HEAD, OPTIONS";
+/// Seconds a client should wait after a 503 (queue full, store down, draining).
+const RETRY_AFTER_S: &str = "1";
+
+/// Same values as the CloudFront response headers policy (`edge/cloudfront.json`), so a local
+/// run behaves like production. Sent with the page and its assets.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+    connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const PAGE_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=60";
+const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+const NO_STORE: &str = "no-store";
+
+/// Serves one request and records it (metrics, sampled access log).
+pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = metrics::Method::of(request.method());
+    let access_log = app.config.access_log_every;
+    // Only needed when the line is written; kept out of the hot path otherwise.
+    let path_for_log = (access_log > 0).then(|| truncated(request.uri().path()));
+    let (endpoint, response) = route(app, request, started + app.config.request_timeout).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    app.metrics.observe_request(method, endpoint, status, elapsed);
+    if status >= 500 || logs::sample_access_log(access_log) {
+        tracing::info!(
+            target: "access",
+            method = method.label(),
+            endpoint = endpoint.label(),
+            path = path_for_log.as_deref().unwrap_or(""),
+            status,
+            micros = elapsed.as_micros() as u64,
+        );
+    }
+    response
+}
+
+async fn route(app: &App, request: Request<Incoming>, deadline: Instant) -> (Endpoint, Response<Body>) {
+    let method = request.method();
+    match request.uri().path() {
+        "/api/counter" => {
+            let response = match *method {
+                Method::GET | Method::HEAD => read_counter(app, &request, deadline).await,
+                Method::POST => increment_counter(app, request, deadline).await,
+                Method::OPTIONS => options(COUNTER_ALLOW),
+                _ => method_not_allowed(COUNTER_ALLOW),
+            };
+            (Endpoint::Counter, response)
+        }
+        "/healthz" => (Endpoint::Healthz, read_only(method, || probe(StatusCode::OK, r#"{"status":"ok"}"#))),
+        "/readyz" => (
+            Endpoint::Readyz,
+            read_only(method, || match app.readiness.check() {
+                Ok(()) => probe(StatusCode::OK, r#"{"status":"ready"}"#),
+                Err(not_ready) => {
+                    let mut response = probe(StatusCode::SERVICE_UNAVAILABLE, not_ready.body());
+                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+                    response
+                }
+            }),
+        ),
+        path => match assets::find(path) {
+            Some(asset) => (Endpoint::Static, read_only(method, || serve_asset(asset, &request))),
+            None => (Endpoint::Other, error(StatusCode::NOT_FOUND, "not found")),
+        },
+    }
+}
+
+async fn read_counter(app: &App, request: &Request<Incoming>, deadline: Instant) -> Response<Body> {
+    let value = match tokio::time::timeout_at(deadline.into(), app.cache.get()).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "read failed");
+            return unavailable("store unavailable");
+        }
+        Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded"),
+    };
+    let etag = etag_of(value);
+    let status = if if_none_match(request, &etag) { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    let body = if status == StatusCode::OK { value_body(value) } else { Bytes::new() };
+    let mut response = json(status, body);
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, app.read_cache_control.clone());
+    headers.insert(header::ETAG, etag);
+    response
+}
+
+async fn increment_counter(app: &App, request: Request<Incoming>, deadline: Instant) -> Response<Body> {
+    if let Err(response) = discard_body(request.into_body(), deadline).await {
+        return response;
+    }
+    match app.batcher.increment(deadline, &app.metrics).await {
+        Ok(value) => {
+            let mut response = json(StatusCode::OK, value_body(value));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+            response
+        }
+        Err(IncrementError::Overloaded) => unavailable("overloaded: too many increments waiting; retry shortly"),
+        Err(IncrementError::ShuttingDown) => unavailable("shutting down; retry shortly"),
+        Err(IncrementError::Unavailable) => unavailable("store unavailable; not counted"),
+        Err(IncrementError::Ambiguous) => {
+            unavailable("store connection lost; the increment may have been counted (retry with the same Idempotency-Key)")
+        }
+        Err(IncrementError::DeadlineExceeded) => error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded; not counted"),
+    }
+}
+
+/// Reads and drops a POST body, refusing oversized ones before reading them when declared.
+async fn discard_body(body: Incoming, deadline: Instant) -> Result<(), Response<Body>> {
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+    }
+    if body.is_end_stream() {
+        return Ok(());
+    }
+    match tokio::time::timeout_at(deadline.into(), Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))
+        }
+        Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "malformed request body")),
+        Err(_) => Err(error(StatusCode::REQUEST_TIMEOUT, "request body not received in time")),
+    }
+}
+
+fn serve_asset(asset: &'static Asset, request: &Request<Incoming>) -> Response<Body> {
+    let etag = HeaderValue::from_static(asset.etag);
+    let not_modified = if_none_match(request, &etag);
+    let mut response = Response::new(if not_modified { Body::default() } else { Body::new(Bytes::from_static(asset.body)) });
+    if not_modified {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(header::ETAG, etag);
+    let cache_control = if asset.is_immutable() { IMMUTABLE_CACHE_CONTROL } else { PAGE_CACHE_CONTROL };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// GET and HEAD run `answer`; OPTIONS lists them; anything else is 405.
+fn read_only(method: &Method, answer: impl FnOnce() -> Response<Body>) -> Response<Body> {
+    match *method {
+        Method::GET | Method::HEAD => answer(),
+        Method::OPTIONS => options(READ_ONLY_ALLOW),
+        _ => method_not_allowed(READ_ONLY_ALLOW),
+    }
+}
+
+/// The `Cache-Control` of `GET /api/counter`: the edge keeps it `s-maxage` seconds, may serve it
+/// one more second while refreshing, and up to a minute while the origin fails.
+pub fn read_cache_control(edge_ttl_s: u64) -> HeaderValue {
+    HeaderValue::try_from(format!(
+        "public, max-age=0, s-maxage={edge_ttl_s}, stale-while-revalidate=1, stale-if-error=60"
+    ))
+    .expect("ASCII header value")
+}
+
+fn value_body(value: i64) -> Bytes {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(value);
+    let mut body = BytesMut::with_capacity(10 + digits.len());
+    body.put_slice(b"{\"value\":");
+    body.put_slice(digits.as_bytes());
+    body.put_u8(b'}');
+    body.freeze()
+}
+
+fn etag_of(value: i64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(value);
+    let mut etag = BytesMut::with_capacity(digits.len() + 2);
+    etag.put_u8(b'"');
+    etag.put_slice(digits.as_bytes());
+    etag.put_u8(b'"');
+    HeaderValue::from_maybe_shared(etag.freeze()).expect("digits and quotes are a valid header value")
+}
+
+/// `If-None-Match` with `*` or a list of tags; weak comparison, as RFC 9110 asks for this header.
+fn if_none_match(request: &Request<Incoming>, etag: &HeaderValue) -> bool {
+    let etag = etag.as_bytes();
+    request.headers().get_all(header::IF_NONE_MATCH).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|candidate| {
+            let candidate = candidate.trim_ascii();
+            let candidate = candidate.strip_prefix(b"W/").unwrap_or(candidate);
+            candidate == b"*" || candidate == etag
+        })
+    })
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if status != StatusCode::OK && status != StatusCode::NOT_MODIFIED {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    }
+    response
+}
+
+/// Errors are short fixed sentences: never a cause, SQL or anything from the request.
+fn error(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut body = BytesMut::with_capacity(message.len() + 12);
+    body.put_slice(b"{\"error\":\"");
+    body.put_slice(message.as_bytes());
+    body.put_slice(b"\"}");
+    json(status, body.freeze())
+}
+
+fn unavailable(message: &'static str) -> Response<Body> {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    response
+}
+
+fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = json(status, Bytes::from_static(body.as_bytes()));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    response
+}
+
+fn options(allow: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn truncated(path: &str) -> String {
+    const MAX: usize = 256;
+    match path.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_string(),
+    }
+}

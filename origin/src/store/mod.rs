@@ -1,0 +1,68 @@
+//! Where the counter lives. One small trait, two implementations: PostgreSQL in production, an
+//! embedded SQLite file locally. The batcher and the read cache only see [`CounterStore`].
+//!
+//! Both keep the original system's schema: `request_counter_state(id INTEGER PRIMARY KEY,
+//! value BIGINT NOT NULL)` with the counter in row `id = 1`, so the origin can take over a
+//! database the original filled. The schema is created on first use, idempotently.
+
+mod embedded;
+mod postgres;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use embedded::EmbeddedStore;
+pub use postgres::PostgresStore;
+
+use crate::config::StoreConfig;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The counter row in the original schema.
+pub const COUNTER_ID: i32 = 1;
+
+pub trait CounterStore: Send + Sync + 'static {
+    /// Adds `n` (≥ 1) in one statement and returns the value after it committed.
+    fn add(&self, n: i64) -> BoxFuture<'_, Result<i64, StoreError>>;
+    /// The committed value.
+    fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
+    /// Proves the store answers and its schema is in place (readiness).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// A store call that failed. The distinction decides what a caller may be told.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Certainly not applied: no connection, statement refused, cancelled or timed out server-side.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Maybe applied: the connection was lost (or the client gave up) after the statement was sent.
+    #[error("store outcome unknown: {0}")]
+    Ambiguous(String),
+}
+
+/// Opens the configured store. Never waits for a database server: PostgreSQL connections are made
+/// on demand, so the origin starts (unready) while the database is down.
+pub fn open(config: &StoreConfig, statement_timeout: Duration) -> Result<Arc<dyn CounterStore>, OpenError> {
+    Ok(match config {
+        StoreConfig::Embedded { data_dir } => Arc::new(EmbeddedStore::open(data_dir)?),
+        StoreConfig::Postgres(pg) => Arc::new(PostgresStore::new(pg, statement_timeout)?),
+    })
+}
+
+/// A store that cannot be set up at all (a configuration problem, not an outage).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("embedded store at {path}: {source}")]
+    Embedded { path: String, source: rusqlite::Error },
+    #[error("embedded store directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("DATABASE_URL: {0}")]
+    Url(tokio_postgres::Error),
+    #[error("DATABASE_CA_FILE {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("database pool: {0}")]
+    Pool(String),
+}

@@ -1,0 +1,163 @@
+//! PostgreSQL through a small `deadpool-postgres` pool: TLS by rustls (verified against a CA file
+//! or the system roots), prepared statements, and `statement_timeout` set once per connection at
+//! start-up so an increment costs one round trip (no pre-ping, no BEGIN/COMMIT: the single
+//! `UPDATE … RETURNING` commits on its own).
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use super::{BoxFuture, CounterStore, OpenError, StoreError, COUNTER_ID};
+use crate::config::{PostgresConfig, TlsMode};
+
+const ADD_SQL: &str = "UPDATE request_counter_state SET value = value + $1 WHERE id = $2 RETURNING value";
+const GET_SQL: &str = "SELECT value FROM request_counter_state WHERE id = $1";
+
+/// Creating the table and its row under a transaction-scoped advisory lock: `CREATE TABLE IF NOT
+/// EXISTS` alone races when many pods start at once (two sessions both try to create it).
+const MIGRATION_SQL: &str = "BEGIN;
+SELECT pg_advisory_xact_lock(7243012001);
+CREATE TABLE IF NOT EXISTS request_counter_state (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO request_counter_state (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+COMMIT;";
+
+pub struct PostgresStore {
+    pool: Pool,
+    schema_ready: AtomicBool,
+    /// Client-side bound on a call: the server's statement_timeout plus the time to hear about it.
+    call_timeout: Duration,
+}
+
+impl PostgresStore {
+    pub fn new(config: &PostgresConfig, statement_timeout: Duration) -> Result<Self, OpenError> {
+        let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(OpenError::Url)?;
+        pg.application_name("counter-origin")
+            .connect_timeout(config.connect_timeout)
+            .options(format!("-c statement_timeout={}", statement_timeout.as_millis()))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match config.tls {
+            TlsMode::Disable => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                Manager::from_config(pg, NoTls, manager_config)
+            }
+            TlsMode::Require => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(config.ca_file.as_deref())?);
+                Manager::from_config(pg, tls, manager_config)
+            }
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| OpenError::Pool(e.to_string()))?;
+        Ok(Self { pool, schema_ready: AtomicBool::new(false), call_timeout: statement_timeout + Duration::from_secs(1) })
+    }
+
+    /// A pooled connection with the schema in place. Failing here means nothing was sent.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self.pool.get().await.map_err(|e| StoreError::Unavailable(format!("connect: {e}")))?;
+        if !self.schema_ready.load(Ordering::Acquire) {
+            client.batch_execute(MIGRATION_SQL).await.map_err(|e| StoreError::Unavailable(format!("schema: {e}")))?;
+            self.schema_ready.store(true, Ordering::Release);
+        }
+        Ok(client)
+    }
+
+    /// Runs one prepared statement returning one value, and says what a failure means.
+    async fn query_value(&self, sql: &'static str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| StoreError::Unavailable(format!("prepare: {e}")))?;
+        match tokio::time::timeout(self.call_timeout, client.query_one(&statement, params)).await {
+            Ok(Ok(row)) => row.try_get(0).map_err(|e| StoreError::Unavailable(format!("decode: {e}"))),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => {
+                // The statement may still commit; never hand this connection out again.
+                drop(deadpool_postgres::Object::take(client));
+                Err(StoreError::Ambiguous(format!("no answer within {:?}", self.call_timeout)))
+            }
+        }
+    }
+}
+
+/// A database error response means the statement was rolled back (autocommit); anything else
+/// after sending (connection closed, I/O) leaves the outcome unknown.
+fn classify(e: &tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) if db.code() == &SqlState::QUERY_CANCELED => {
+            StoreError::Unavailable(format!("statement timeout: {}", db.message()))
+        }
+        Some(db) => StoreError::Unavailable(format!("{}: {}", db.code().code(), db.message())),
+        None if e.to_string().contains("unexpected number of rows") => {
+            StoreError::Unavailable("counter row missing".into())
+        }
+        None => StoreError::Ambiguous(e.to_string()),
+    }
+}
+
+impl CounterStore for PostgresStore {
+    fn add(&self, n: i64) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(async move { self.query_value(ADD_SQL, &[&n, &COUNTER_ID]).await })
+    }
+
+    fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        // A failed read changes nothing: never ambiguous.
+        Box::pin(async move {
+            self.query_value(GET_SQL, &[&COUNTER_ID]).await.map_err(|e| match e {
+                StoreError::Ambiguous(m) => StoreError::Unavailable(m),
+                other => other,
+            })
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.get().await.map(drop) })
+    }
+}
+
+/// rustls with the CAs in `ca_file` (e.g. the RDS bundle), or the system roots when unset.
+/// Chain and host name are always verified.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, OpenError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let ca_error = |reason: String| OpenError::CaFile { path: path.display().to_string(), reason };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_error(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ca_error(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca_error("no PEM certificates in the file".into()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            for cert in native.certs {
+                // A malformed system certificate must not stop the others from loading.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OpenError::Pool(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
