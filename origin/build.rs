@@ -18,11 +18,19 @@ fn main() {
     let mut table = String::from("&[\n");
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
-        let url_path = format!("/{}", file.strip_prefix(&root).unwrap().to_str().expect("UTF-8 file name").replace('\\', "/"));
+        let url_path = format!(
+            "/{}",
+            file.strip_prefix(&root)
+                .unwrap()
+                .to_str()
+                .expect("UTF-8 file name")
+                .replace('\\', "/")
+        );
         let bytes = fs::read(file).unwrap();
         let mut hasher = DefaultHasher::new();
         hasher.write(&bytes);
-        let content_type = content_type(file).unwrap_or_else(|| panic!("no content type known for {}", file.display()));
+        let content_type = content_type(file)
+            .unwrap_or_else(|| panic!("no content type known for {}", file.display()));
         table.push_str(&format!(
             "    Asset {{ path: {url_path:?}, body: include_bytes!({:?}), content_type: {content_type:?}, etag: \"\\\"{:016x}\\\"\" }},\n",
             file.canonicalize().unwrap(),
@@ -30,7 +38,11 @@ fn main() {
         ));
     }
     table.push(']');
-    fs::write(Path::new(&env::var("OUT_DIR").unwrap()).join("assets.rs"), table).unwrap();
+    fs::write(
+        Path::new(&env::var("OUT_DIR").unwrap()).join("assets.rs"),
+        table,
+    )
+    .unwrap();
 }
 
 fn collect(dir: &Path, files: &mut Vec<PathBuf>) {

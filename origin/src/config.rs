@@ -19,7 +19,12 @@ pub struct Variable {
 }
 
 const fn var(name: &'static str, default: &'static str, help: &'static str) -> Variable {
-    Variable { name, default: Some(default), help, secret: false }
+    Variable {
+        name,
+        default: Some(default),
+        help,
+        secret: false,
+    }
 }
 
 pub const VARIABLES: &[Variable] = &[
@@ -126,7 +131,9 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env { lookup: &lookup };
         let store = match env.raw("DATABASE_URL") {
-            None => StoreConfig::Embedded { data_dir: PathBuf::from(env.string("DATA_DIR")) },
+            None => StoreConfig::Embedded {
+                data_dir: PathBuf::from(env.string("DATA_DIR")),
+            },
             Some(url) => StoreConfig::Postgres(PostgresConfig {
                 tls: tls_mode(&url)?,
                 url,
@@ -146,7 +153,11 @@ impl Config {
             statement_timeout: env.millis("STATEMENT_TIMEOUT_MS", 1)?,
             request_timeout: env.millis("REQUEST_TIMEOUT_MS", 1)?,
             header_read_timeout: env.millis("HEADER_READ_TIMEOUT_MS", 1)?,
-            keepalive_idle_timeout: Duration::from_secs(env.number("KEEPALIVE_IDLE_TIMEOUT_S", 1, 86_400)?),
+            keepalive_idle_timeout: Duration::from_secs(env.number(
+                "KEEPALIVE_IDLE_TIMEOUT_S",
+                1,
+                86_400,
+            )?),
             max_connections: env.number("MAX_CONNECTIONS", 1, 1 << 20)? as usize,
             drain_period: env.millis("DRAIN_PERIOD_MS", 0)?,
             shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 1)?,
@@ -174,7 +185,10 @@ impl Config {
         );
         for v in VARIABLES {
             let default = v.default.unwrap_or("(unset)");
-            text.push_str(&format!("  {:<28} default {:<14} {}\n", v.name, default, v.help));
+            text.push_str(&format!(
+                "  {:<28} default {:<14} {}\n",
+                v.name, default, v.help
+            ));
         }
         text
     }
@@ -185,7 +199,10 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, detail) = match &self.store {
             StoreConfig::Embedded { data_dir } => ("embedded", data_dir.display().to_string()),
-            StoreConfig::Postgres(pg) => ("postgres", format!("{} tls={:?}", redact_url(&pg.url), pg.tls)),
+            StoreConfig::Postgres(pg) => (
+                "postgres",
+                format!("{} tls={:?}", redact_url(&pg.url), pg.tls),
+            ),
         };
         write!(
             f,
@@ -245,7 +262,9 @@ fn tls_mode(url: &str) -> Result<TlsMode, ConfigError> {
         other => Err(ConfigError {
             name: "DATABASE_URL",
             value: format!("…sslmode={other}…"),
-            expected: "sslmode=require (default, verified TLS) or sslmode=disable (explicit plaintext)".into(),
+            expected:
+                "sslmode=require (default, verified TLS) or sslmode=disable (explicit plaintext)"
+                    .into(),
         }),
     }
 }
@@ -260,19 +279,25 @@ impl Env<'_> {
     }
 
     fn string(&self, name: &'static str) -> String {
-        self.raw(name).unwrap_or_else(|| default_of(name).to_string())
+        self.raw(name)
+            .unwrap_or_else(|| default_of(name).to_string())
     }
 
     fn number(&self, name: &'static str, min: u64, max: u64) -> Result<u64, ConfigError> {
         let value = self.string(name);
         match value.trim().parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ConfigError { name, value, expected: format!("a whole number from {min} to {max}") }),
+            _ => Err(ConfigError {
+                name,
+                value,
+                expected: format!("a whole number from {min} to {max}"),
+            }),
         }
     }
 
     fn millis(&self, name: &'static str, min: u64) -> Result<Duration, ConfigError> {
-        self.number(name, min, 86_400_000).map(Duration::from_millis)
+        self.number(name, min, 86_400_000)
+            .map(Duration::from_millis)
     }
 
     fn addr(&self, name: &'static str) -> Result<SocketAddr, ConfigError> {
@@ -299,7 +324,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -317,8 +345,14 @@ mod tests {
         let err = parse(&[("MAX_BATCH", "lots")]).err().unwrap();
         assert_eq!(err.name, "MAX_BATCH");
         assert!(err.to_string().contains("whole number from 1"), "{err}");
-        assert_eq!(parse(&[("LISTEN_ADDR", "8080")]).err().unwrap().name, "LISTEN_ADDR");
-        assert_eq!(parse(&[("MAX_BATCH", "0")]).err().unwrap().name, "MAX_BATCH");
+        assert_eq!(
+            parse(&[("LISTEN_ADDR", "8080")]).err().unwrap().name,
+            "LISTEN_ADDR"
+        );
+        assert_eq!(
+            parse(&[("MAX_BATCH", "0")]).err().unwrap().name,
+            "MAX_BATCH"
+        );
     }
 
     #[test]
@@ -329,14 +363,23 @@ mod tests {
             Err(e) => Err(e.name),
         };
         assert_eq!(pg("postgres://u@h/db"), Ok(TlsMode::Require));
-        assert_eq!(pg("postgres://u@h/db?sslmode=disable"), Ok(TlsMode::Disable));
+        assert_eq!(
+            pg("postgres://u@h/db?sslmode=disable"),
+            Ok(TlsMode::Disable)
+        );
         assert_eq!(pg("postgres://u@h/db?sslmode=prefer"), Err("DATABASE_URL"));
     }
 
     #[test]
     fn passwords_never_reach_the_log_line() {
-        assert_eq!(redact_url("postgres://app:s3cr3t@db:5432/c?sslmode=require"), "postgres://app:***@db:5432/c?sslmode=require");
-        assert_eq!(redact_url("host=db password=s3cr3t user=app"), "host=db password=*** user=app");
+        assert_eq!(
+            redact_url("postgres://app:s3cr3t@db:5432/c?sslmode=require"),
+            "postgres://app:***@db:5432/c?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("host=db password=s3cr3t user=app"),
+            "host=db password=*** user=app"
+        );
         let config = parse(&[("DATABASE_URL", "postgres://app:s3cr3t@db/c")]).unwrap();
         assert!(!config.to_string().contains("s3cr3t"));
     }

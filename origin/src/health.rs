@@ -36,7 +36,12 @@ impl NotReady {
 
 impl Readiness {
     pub fn new(stale_after: Duration) -> Self {
-        Self { started: Instant::now(), last_answer_ms: AtomicU64::new(0), draining: AtomicBool::new(false), stale_after }
+        Self {
+            started: Instant::now(),
+            last_answer_ms: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            stale_after,
+        }
     }
 
     pub fn check(&self) -> Result<(), NotReady> {
@@ -76,7 +81,8 @@ pub fn spawn_store_checker(
         loop {
             ticker.tick().await;
             let started = Instant::now();
-            let result = tokio::time::timeout(interval.max(Duration::from_secs(1)) * 2, store.ping()).await;
+            let result =
+                tokio::time::timeout(interval.max(Duration::from_secs(1)) * 2, store.ping()).await;
             metrics.observe_store(StoreOp::Ping, started.elapsed());
             let ok = matches!(result, Ok(Ok(())));
             if ok {

@@ -38,7 +38,10 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] store::OpenError),
 }
@@ -68,17 +71,34 @@ impl Running {
 
 /// Binds the listeners, opens the store and starts serving. Does not wait for the database.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let listener = server::bind(config.listen_addr).map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
+    let listener = server::bind(config.listen_addr).map_err(|source| StartError::Bind {
+        addr: config.listen_addr,
+        source,
+    })?;
     let metrics_listener =
-        server::bind(config.metrics_addr).map_err(|source| StartError::Bind { addr: config.metrics_addr, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
-    let metrics_addr =
-        metrics_listener.local_addr().map_err(|source| StartError::Bind { addr: config.metrics_addr, source })?;
+        server::bind(config.metrics_addr).map_err(|source| StartError::Bind {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen_addr,
+        source,
+    })?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.metrics_addr,
+            source,
+        })?;
 
     let store = store::open(&config.store, config.statement_timeout)?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new(config.ready_stale_after));
-    let cache = Arc::new(ReadCache::new(Arc::clone(&store), config.read_cache_ttl, Arc::clone(&metrics)));
+    let cache = Arc::new(ReadCache::new(
+        Arc::clone(&store),
+        config.read_cache_ttl,
+        Arc::clone(&metrics),
+    ));
     let batcher = IncrementBatcher::start(
         Arc::clone(&store),
         Arc::clone(&cache),
@@ -87,8 +107,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.max_batch,
         config.write_queue_capacity,
     );
-    let checker =
-        health::spawn_store_checker(store, Arc::clone(&readiness), Arc::clone(&metrics), config.ready_check_interval);
+    let checker = health::spawn_store_checker(
+        store,
+        Arc::clone(&readiness),
+        Arc::clone(&metrics),
+        config.ready_check_interval,
+    );
     let app = Arc::new(App {
         read_cache_control: routes::read_cache_control(config.edge_cache_ttl_s),
         config,
@@ -101,13 +125,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shutdown = Arc::new(Notify::new());
     let (stop, stop_rx) = watch::channel(false);
     let public = tokio::spawn(server::serve(Arc::clone(&app), listener, stop_rx.clone()));
-    let private = tokio::spawn(server::serve_metrics(Arc::clone(&app), metrics_listener, stop_rx));
+    let private = tokio::spawn(server::serve_metrics(
+        Arc::clone(&app),
+        metrics_listener,
+        stop_rx,
+    ));
     let lifecycle = {
         let (app, shutdown) = (Arc::clone(&app), Arc::clone(&shutdown));
         tokio::spawn(async move {
             shutdown.notified().await;
             let config = &app.config;
-            tracing::info!(drain_ms = config.drain_period.as_millis() as u64, "shutdown requested: draining");
+            tracing::info!(
+                drain_ms = config.drain_period.as_millis() as u64,
+                "shutdown requested: draining"
+            );
             app.readiness.start_draining();
             app.metrics.ready.set(0);
             tokio::time::sleep(config.drain_period).await;
@@ -115,12 +146,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let _ = stop.send(true);
             let _ = public.await;
             let left = config.shutdown_timeout.saturating_sub(stopping.elapsed());
-            let flushed = app.batcher.flush_and_stop(left.max(std::time::Duration::from_millis(100))).await;
+            let flushed = app
+                .batcher
+                .flush_and_stop(left.max(std::time::Duration::from_millis(100)))
+                .await;
             checker.abort();
             let _ = private.await;
             tracing::info!(flushed, "stopped");
         })
     };
     tracing::info!(%addr, %metrics_addr, config = %app.config, "counter origin started");
-    Ok(Running { addr, metrics_addr, app, shutdown, lifecycle })
+    Ok(Running {
+        addr,
+        metrics_addr,
+        app,
+        shutdown,
+        lifecycle,
+    })
 }

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use counter_origin::{config::Config, telemetry};
 
 fn main() -> ExitCode {
-    if std::env::args().skip(1).any(|arg| arg == "--help" || arg == "-h") {
+    if std::env::args()
+        .skip(1)
+        .any(|arg| arg == "--help" || arg == "-h")
+    {
         print!("{}", Config::help_text());
         return ExitCode::SUCCESS;
     }
@@ -18,12 +21,21 @@ fn main() -> ExitCode {
     };
     telemetry::logs::init(&config.log_level);
     let runtime = match config.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
     }
     .expect("tokio runtime");
     runtime.block_on(async {
+        // Handlers first: a SIGTERM that arrives while we start must drain, not kill.
+        let stop = shutdown_signal();
         let running = match counter_origin::start(config).await {
             Ok(running) => running,
             Err(error) => {
@@ -31,18 +43,22 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        shutdown_signal().await;
+        stop.await;
         running.shutdown();
         running.stopped().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the returned future resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

@@ -43,7 +43,8 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     let (endpoint, response) = route(app, request, started + app.config.request_timeout).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics.observe_request(method, endpoint, status, elapsed);
+    app.metrics
+        .observe_request(method, endpoint, status, elapsed);
     if status >= 500 || logs::sample_access_log(access_log) {
         tracing::info!(
             target: "access",
@@ -57,7 +58,11 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     response
 }
 
-async fn route(app: &App, request: Request<Incoming>, deadline: Instant) -> (Endpoint, Response<Body>) {
+async fn route(
+    app: &App,
+    request: Request<Incoming>,
+    deadline: Instant,
+) -> (Endpoint, Response<Body>) {
     let method = request.method();
     match request.uri().path() {
         "/api/counter" => {
@@ -69,20 +74,28 @@ async fn route(app: &App, request: Request<Incoming>, deadline: Instant) -> (End
             };
             (Endpoint::Counter, response)
         }
-        "/healthz" => (Endpoint::Healthz, read_only(method, || probe(StatusCode::OK, r#"{"status":"ok"}"#))),
+        "/healthz" => (
+            Endpoint::Healthz,
+            read_only(method, || probe(StatusCode::OK, r#"{"status":"ok"}"#)),
+        ),
         "/readyz" => (
             Endpoint::Readyz,
             read_only(method, || match app.readiness.check() {
                 Ok(()) => probe(StatusCode::OK, r#"{"status":"ready"}"#),
                 Err(not_ready) => {
                     let mut response = probe(StatusCode::SERVICE_UNAVAILABLE, not_ready.body());
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
                     response
                 }
             }),
         ),
         path => match assets::find(path) {
-            Some(asset) => (Endpoint::Static, read_only(method, || serve_asset(asset, &request))),
+            Some(asset) => (
+                Endpoint::Static,
+                read_only(method, || serve_asset(asset, &request)),
+            ),
             None => (Endpoint::Other, error(StatusCode::NOT_FOUND, "not found")),
         },
     }
@@ -98,8 +111,16 @@ async fn read_counter(app: &App, request: &Request<Incoming>, deadline: Instant)
         Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded"),
     };
     let etag = etag_of(value);
-    let status = if if_none_match(request, &etag) { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
-    let body = if status == StatusCode::OK { value_body(value) } else { Bytes::new() };
+    let status = if if_none_match(request, &etag) {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let body = if status == StatusCode::OK {
+        value_body(value)
+    } else {
+        Bytes::new()
+    };
     let mut response = json(status, body);
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, app.read_cache_control.clone());
@@ -107,7 +128,11 @@ async fn read_counter(app: &App, request: &Request<Incoming>, deadline: Instant)
     response
 }
 
-async fn increment_counter(app: &App, request: Request<Incoming>, deadline: Instant) -> Response<Body> {
+async fn increment_counter(
+    app: &App,
+    request: Request<Incoming>,
+    deadline: Instant,
+) -> Response<Body> {
     if let Err(response) = discard_body(request.into_body(), deadline).await {
         return response;
     }
@@ -130,36 +155,71 @@ async fn increment_counter(app: &App, request: Request<Incoming>, deadline: Inst
 /// Reads and drops a POST body, refusing oversized ones before reading them when declared.
 async fn discard_body(body: Incoming, deadline: Instant) -> Result<(), Response<Body>> {
     if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
-        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        ));
     }
     if body.is_end_stream() {
         return Ok(());
     }
-    match tokio::time::timeout_at(deadline.into(), Limited::new(body, MAX_BODY_BYTES).collect()).await {
+    match tokio::time::timeout_at(
+        deadline.into(),
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))
-        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        )),
         Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "malformed request body")),
-        Err(_) => Err(error(StatusCode::REQUEST_TIMEOUT, "request body not received in time")),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time",
+        )),
     }
 }
 
 fn serve_asset(asset: &'static Asset, request: &Request<Incoming>) -> Response<Body> {
     let etag = HeaderValue::from_static(asset.etag);
     let not_modified = if_none_match(request, &etag);
-    let mut response = Response::new(if not_modified { Body::default() } else { Body::new(Bytes::from_static(asset.body)) });
+    let mut response = Response::new(if not_modified {
+        Body::default()
+    } else {
+        Body::new(Bytes::from_static(asset.body))
+    });
     if not_modified {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
     }
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
     headers.insert(header::ETAG, etag);
-    let cache_control = if asset.is_immutable() { IMMUTABLE_CACHE_CONTROL } else { PAGE_CACHE_CONTROL };
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    let cache_control = if asset.is_immutable() {
+        IMMUTABLE_CACHE_CONTROL
+    } else {
+        PAGE_CACHE_CONTROL
+    };
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -199,27 +259,38 @@ fn etag_of(value: i64) -> HeaderValue {
     etag.put_u8(b'"');
     etag.put_slice(digits.as_bytes());
     etag.put_u8(b'"');
-    HeaderValue::from_maybe_shared(etag.freeze()).expect("digits and quotes are a valid header value")
+    HeaderValue::from_maybe_shared(etag.freeze())
+        .expect("digits and quotes are a valid header value")
 }
 
 /// `If-None-Match` with `*` or a list of tags; weak comparison, as RFC 9110 asks for this header.
 fn if_none_match(request: &Request<Incoming>, etag: &HeaderValue) -> bool {
     let etag = etag.as_bytes();
-    request.headers().get_all(header::IF_NONE_MATCH).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|candidate| {
-            let candidate = candidate.trim_ascii();
-            let candidate = candidate.strip_prefix(b"W/").unwrap_or(candidate);
-            candidate == b"*" || candidate == etag
+    request
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .any(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|candidate| {
+                let candidate = candidate.trim_ascii();
+                let candidate = candidate.strip_prefix(b"W/").unwrap_or(candidate);
+                candidate == b"*" || candidate == etag
+            })
         })
-    })
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if status != StatusCode::OK && status != StatusCode::NOT_MODIFIED {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     }
@@ -237,26 +308,34 @@ fn error(status: StatusCode, message: &'static str) -> Response<Body> {
 
 fn unavailable(message: &'static str) -> Response<Body> {
     let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
     response
 }
 
 fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = json(status, Bytes::from_static(body.as_bytes()));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     response
 }
 
 fn options(allow: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 

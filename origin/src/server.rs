@@ -1,21 +1,27 @@
 //! Listeners, connection limits, timeouts and the graceful stop of the public listener.
 //!
-//! hyper gives us HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port and a header-read
-//! timeout; it has no idle keep-alive timeout, so each connection carries a small watchdog:
-//! - a connection that has not completed its first request head within `HEADER_READ_TIMEOUT_MS`
-//!   is dropped (this also covers the protocol sniffing of HTTP/1 vs HTTP/2, which has no timer);
+//! hyper gives us HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port. It has no idle
+//! keep-alive timeout, and its header-read timeout also runs between requests (so it would close
+//! idle keep-alive connections after a few seconds). Each connection therefore carries a small
+//! watchdog instead:
+//! - a request head that has not fully arrived `HEADER_READ_TIMEOUT_MS` after its first byte (or
+//!   after the accept, for the first request) drops the connection: slow and silent clients
+//!   cannot hold connections; this also covers hyper's HTTP/1-vs-HTTP/2 sniffing, which has no timer;
 //! - a connection with no request in flight for `KEEPALIVE_IDLE_TIMEOUT_S` is closed gracefully.
 //!   That timeout must exceed the ALB's (60 s): the ALB must always be the side that closes an
 //!   idle connection, or it may send a request into a socket we are closing (a 502).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -34,7 +40,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Binds with a deep backlog and `SO_REUSEADDR` (restarts do not wait for TIME_WAIT).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
@@ -46,7 +56,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
     let config = &app.config;
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let (closing, closing_rx) = watch::channel(false);
-    let builder = Arc::new(connection_builder(config.header_read_timeout));
+    let builder = Arc::new(connection_builder());
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&limit).acquire_owned() => permit.expect("never closed"),
@@ -65,22 +75,36 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
             _ = turned_true(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, Arc::clone(&app), Arc::clone(&builder), closing_rx.clone(), permit));
+        tokio::spawn(serve_connection(
+            stream,
+            Arc::clone(&app),
+            Arc::clone(&builder),
+            closing_rx.clone(),
+            permit,
+        ));
     }
     drop(listener);
     let _ = closing.send(true);
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(config.shutdown_timeout, limit.acquire_many(all)).await.is_err() {
-        tracing::warn!(open = config.max_connections - limit.available_permits(), "connections still open at shutdown timeout");
+    if tokio::time::timeout(config.shutdown_timeout, limit.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = config.max_connections - limit.available_permits(),
+            "connections still open at shutdown timeout"
+        );
     }
 }
 
-fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        // Off: in hyper it also runs between requests, closing idle keep-alive connections after
+        // the header timeout; the connection watchdog times request heads instead.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
@@ -92,12 +116,97 @@ fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecu
     builder
 }
 
-/// What the watchdog needs to know about one connection's requests.
+/// What the watchdog knows about one connection, kept by the service and the socket wrapper.
 struct Activity {
+    accepted_ms: u64,
     in_flight: AtomicU32,
     requests: AtomicU64,
     /// `clock_ms()` when the connection last became idle.
     idle_since_ms: AtomicU64,
+    /// `clock_ms()` of the first byte received while idle (a request head is arriving); 0 = none.
+    head_started_ms: AtomicU64,
+    /// HTTP/2 multiplexes and pings; only the idle rule applies to it.
+    http2: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        let now = clock_ms();
+        Self {
+            accepted_ms: now,
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(now),
+            head_started_ms: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+        }
+    }
+
+    fn request_started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started_ms.store(0, Ordering::Relaxed);
+    }
+
+    fn request_finished(&self) {
+        self.idle_since_ms.store(clock_ms(), Ordering::Relaxed);
+        self.head_started_ms.store(0, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn bytes_received(&self, first: &[u8]) {
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == 0
+        {
+            if self.requests.load(Ordering::Relaxed) == 0 && first.starts_with(b"PRI * HTTP/2.0") {
+                self.http2.store(true, Ordering::Relaxed);
+            }
+            self.head_started_ms
+                .store(clock_ms().max(1), Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the watchdog decides on each wake-up.
+enum Verdict {
+    /// Look again at this `clock_ms()`.
+    CheckAt(u64),
+    /// Idle too long: ask the connection to close gracefully.
+    CloseIdle,
+    /// A request head did not arrive in time (slow or silent client): drop the connection.
+    Drop,
+}
+
+fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) -> Verdict {
+    // Wake at least every header timeout, so a head that starts arriving is timed from its start.
+    let soon = now + header_timeout;
+    if activity.in_flight.load(Ordering::Relaxed) > 0 {
+        return Verdict::CheckAt(soon);
+    }
+    let http2 = activity.http2.load(Ordering::Relaxed);
+    let head_started = activity.head_started_ms.load(Ordering::Relaxed);
+    if head_started != 0 && !http2 {
+        let deadline = head_started + header_timeout;
+        return if now >= deadline {
+            Verdict::Drop
+        } else {
+            Verdict::CheckAt(deadline)
+        };
+    }
+    if activity.requests.load(Ordering::Relaxed) == 0 && !http2 {
+        let deadline = activity.accepted_ms + header_timeout;
+        return if now >= deadline {
+            Verdict::Drop
+        } else {
+            Verdict::CheckAt(deadline)
+        };
+    }
+    let deadline = activity.idle_since_ms.load(Ordering::Relaxed) + idle_timeout;
+    if now >= deadline {
+        Verdict::CloseIdle
+    } else {
+        Verdict::CheckAt(deadline.min(soon))
+    }
 }
 
 async fn serve_connection(
@@ -107,28 +216,31 @@ async fn serve_connection(
     mut closing: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let activity = Arc::new(Activity { in_flight: AtomicU32::new(0), requests: AtomicU64::new(0), idle_since_ms: AtomicU64::new(clock_ms()) });
+    let activity = Arc::new(Activity::new());
     let service = {
         let (app, activity) = (Arc::clone(&app), Arc::clone(&activity));
         service_fn(move |request| {
             let (app, activity) = (Arc::clone(&app), Arc::clone(&activity));
-            activity.requests.fetch_add(1, Ordering::Relaxed);
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.request_started();
             async move {
                 let response = routes::handle(&app, request).await;
-                activity.idle_since_ms.store(clock_ms(), Ordering::Relaxed);
-                activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+                activity.request_finished();
                 Ok::<_, std::convert::Infallible>(response)
             }
         })
     };
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let io = TokioIo::new(WatchedStream {
+        stream,
+        activity: Arc::clone(&activity),
+    });
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
 
-    let idle_timeout = app.config.keepalive_idle_timeout;
+    let header_timeout = app.config.header_read_timeout.as_millis() as u64;
+    let idle_timeout = app.config.keepalive_idle_timeout.as_millis() as u64;
     let watchdog = tokio::time::sleep(app.config.header_read_timeout);
     tokio::pin!(watchdog);
-    let mut close_deadline: Option<Instant> = None;
+    let mut close_deadline: Option<u64> = None;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -139,30 +251,81 @@ async fn serve_connection(
             }
             _ = turned_true(&mut closing), if close_deadline.is_none() => {
                 connection.as_mut().graceful_shutdown();
-                close_deadline = Some(Instant::now() + CLOSE_GRACE.min(app.config.shutdown_timeout));
-                watchdog.as_mut().reset(close_deadline.unwrap().into());
+                let grace = CLOSE_GRACE.min(app.config.shutdown_timeout);
+                close_deadline = Some(clock_ms() + grace.as_millis() as u64);
+                watchdog.as_mut().reset(tokio::time::Instant::now() + grace);
             }
             _ = &mut watchdog => {
-                if close_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    return; // asked to close and did not: drop it
-                }
-                if activity.requests.load(Ordering::Relaxed) == 0 {
-                    return; // no complete request head in time (slow or silent client)
-                }
-                if activity.in_flight.load(Ordering::Relaxed) > 0 {
-                    watchdog.as_mut().reset((Instant::now() + idle_timeout).into());
-                    continue;
-                }
-                let idle_for = Duration::from_millis(clock_ms().saturating_sub(activity.idle_since_ms.load(Ordering::Relaxed)));
-                if idle_for >= idle_timeout {
-                    connection.as_mut().graceful_shutdown();
-                    close_deadline = Some(Instant::now() + CLOSE_GRACE);
-                    watchdog.as_mut().reset(close_deadline.unwrap().into());
-                } else {
-                    watchdog.as_mut().reset((Instant::now() + (idle_timeout - idle_for)).into());
-                }
+                let now = clock_ms();
+                let next = match close_deadline {
+                    Some(deadline) if now >= deadline => return, // asked to close and did not
+                    Some(deadline) => deadline,
+                    None => match judge(&activity, now, header_timeout, idle_timeout) {
+                        Verdict::CheckAt(at) => at,
+                        Verdict::Drop => return,
+                        Verdict::CloseIdle => {
+                            connection.as_mut().graceful_shutdown();
+                            close_deadline = Some(now + CLOSE_GRACE.as_millis() as u64);
+                            now + CLOSE_GRACE.as_millis() as u64
+                        }
+                    },
+                };
+                watchdog.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(next.saturating_sub(now).max(1)));
             }
         }
+    }
+}
+
+/// The client socket, telling [`Activity`] when request bytes arrive while the connection is
+/// idle (hyper's own header timer would also fire on idle keep-alive connections).
+struct WatchedStream {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.bytes_received(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -195,12 +358,23 @@ pub async fn serve_metrics(app: Arc<App>, listener: TcpListener, mut stop: watch
             let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let app = Arc::clone(&app);
                 async move {
-                    let response = if request.uri().path() == "/metrics" && request.method() == hyper::Method::GET {
+                    let response = if request.uri().path() == "/metrics"
+                        && request.method() == hyper::Method::GET
+                    {
+                        // Read at scrape time: no per-request bookkeeping on the hot path.
+                        app.metrics
+                            .write_queue_depth
+                            .set(app.batcher.queued() as i64);
                         Response::builder()
-                            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                            .header(
+                                header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )
                             .body(Full::new(bytes::Bytes::from(app.metrics.render())))
                     } else {
-                        Response::builder().status(StatusCode::NOT_FOUND).body(Full::new(bytes::Bytes::from_static(b"not found\n")))
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(bytes::Bytes::from_static(b"not found\n")))
                     };
                     Ok::<_, std::convert::Infallible>(response.expect("valid response"))
                 }

@@ -66,16 +66,35 @@ impl IncrementBatcher {
     ) -> Self {
         let (queue, receiver) = mpsc::channel(capacity);
         let close = Arc::new(Notify::new());
-        let writer = Writer { receiver, store, cache, readiness, metrics, max_batch, close: Arc::clone(&close) };
+        let writer = Writer {
+            receiver,
+            store,
+            cache,
+            readiness,
+            metrics,
+            max_batch,
+            close: Arc::clone(&close),
+        };
         let writer = tokio::spawn(writer.run());
-        Self { queue, close, writer: Mutex::new(Some(writer)) }
+        Self {
+            queue,
+            close,
+            writer: Mutex::new(Some(writer)),
+        }
     }
 
     /// Adds one to the counter and returns the value this increment produced.
-    pub async fn increment(&self, deadline: Instant, metrics: &Metrics) -> Result<i64, IncrementError> {
+    pub async fn increment(
+        &self,
+        deadline: Instant,
+        metrics: &Metrics,
+    ) -> Result<i64, IncrementError> {
         let claim = Arc::new(AtomicU8::new(QUEUED));
         let (reply, mut answer) = oneshot::channel();
-        match self.queue.try_send(Pending { claim: Arc::clone(&claim), reply }) {
+        match self.queue.try_send(Pending {
+            claim: Arc::clone(&claim),
+            reply,
+        }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics.shed.inc();
@@ -85,7 +104,11 @@ impl IncrementBatcher {
         }
         match tokio::time::timeout_at(deadline.into(), &mut answer).await {
             Ok(outcome) => outcome.unwrap_or(Err(IncrementError::ShuttingDown)),
-            Err(_) if claim.compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire).is_ok() => {
+            Err(_)
+                if claim
+                    .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+            {
                 metrics.expired.inc();
                 Err(IncrementError::DeadlineExceeded)
             }
@@ -94,11 +117,18 @@ impl IncrementBatcher {
         }
     }
 
+    /// Increments waiting in the queue (not yet taken into a batch).
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Stops taking increments, commits (or fails) everything already queued, and waits for the
     /// writer up to `timeout`. Returns false when the writer had to be abandoned.
     pub async fn flush_and_stop(&self, timeout: Duration) -> bool {
         self.close.notify_one();
-        let Some(mut writer) = self.writer.lock().unwrap().take() else { return true };
+        let Some(mut writer) = self.writer.lock().unwrap().take() else {
+            return true;
+        };
         match tokio::time::timeout(timeout, &mut writer).await {
             Ok(_) => true,
             Err(_) => {
@@ -139,9 +169,11 @@ impl Writer {
             if received == 0 {
                 return; // closed and drained
             }
-            self.metrics.write_queue_depth.set(self.receiver.len() as i64);
             batch.extend(taken.drain(..).filter_map(|p: Pending| {
-                let claimed = p.claim.compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok();
+                let claimed = p
+                    .claim
+                    .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
                 claimed.then_some(p.reply)
             }));
             if !batch.is_empty() {

@@ -24,8 +24,14 @@ pub struct ReadCache {
 
 impl ReadCache {
     pub fn new(store: Arc<dyn CounterStore>, ttl: Duration, metrics: Arc<Metrics>) -> Self {
-        let cache = (!ttl.is_zero()).then(|| Cache::builder().max_capacity(1).time_to_live(ttl).build());
-        Self { cache, store, highest: AtomicI64::new(i64::MIN), metrics }
+        let cache =
+            (!ttl.is_zero()).then(|| Cache::builder().max_capacity(1).time_to_live(ttl).build());
+        Self {
+            cache,
+            store,
+            highest: AtomicI64::new(i64::MIN),
+            metrics,
+        }
     }
 
     /// The current value, from memory when fresh.

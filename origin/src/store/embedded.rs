@@ -19,10 +19,15 @@ pub const FILE_NAME: &str = "counter.sqlite3";
 
 impl EmbeddedStore {
     pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| OpenError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let path = data_dir.join(FILE_NAME);
-        let failed = |source| OpenError::Embedded { path: path.display().to_string(), source };
+        let failed = |source| OpenError::Embedded {
+            path: path.display().to_string(),
+            source,
+        };
         let connection = Connection::open(&path).map_err(failed)?;
         connection
             .execute_batch(&format!(
@@ -33,7 +38,9 @@ impl EmbeddedStore {
                  INSERT INTO request_counter_state (id, value) VALUES ({COUNTER_ID}, 0) ON CONFLICT (id) DO NOTHING;"
             ))
             .map_err(failed)?;
-        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
     }
 
     fn run<T: Send + 'static>(
@@ -43,7 +50,9 @@ impl EmbeddedStore {
         let connection = Arc::clone(&self.connection);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let connection = connection
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 call(&connection)
             })
             .await
@@ -57,8 +66,10 @@ impl EmbeddedStore {
 impl CounterStore for EmbeddedStore {
     fn add(&self, n: i64) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.run(move |c| {
-            c.prepare_cached("UPDATE request_counter_state SET value = value + ?1 WHERE id = ?2 RETURNING value")?
-                .query_row((n, COUNTER_ID), |row| row.get(0))
+            c.prepare_cached(
+                "UPDATE request_counter_state SET value = value + ?1 WHERE id = ?2 RETURNING value",
+            )?
+            .query_row((n, COUNTER_ID), |row| row.get(0))
         })
     }
 

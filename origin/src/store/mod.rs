@@ -45,20 +45,45 @@ pub enum StoreError {
 
 /// Opens the configured store. Never waits for a database server: PostgreSQL connections are made
 /// on demand, so the origin starts (unready) while the database is down.
-pub fn open(config: &StoreConfig, statement_timeout: Duration) -> Result<Arc<dyn CounterStore>, OpenError> {
+pub fn open(
+    config: &StoreConfig,
+    statement_timeout: Duration,
+) -> Result<Arc<dyn CounterStore>, OpenError> {
     Ok(match config {
         StoreConfig::Embedded { data_dir } => Arc::new(EmbeddedStore::open(data_dir)?),
         StoreConfig::Postgres(pg) => Arc::new(PostgresStore::new(pg, statement_timeout)?),
     })
 }
 
+/// An error with its causes, `outer: inner: root`, for logs (the useful part, e.g. "invalid
+/// peer certificate: UnknownIssuer", is usually the root).
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A store that cannot be set up at all (a configuration problem, not an outage).
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("embedded store at {path}: {source}")]
-    Embedded { path: String, source: rusqlite::Error },
+    Embedded {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("embedded store directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("DATABASE_URL: {0}")]
     Url(tokio_postgres::Error),
     #[error("DATABASE_CA_FILE {path}: {reason}")]

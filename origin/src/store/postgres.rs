@@ -12,10 +12,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-use super::{BoxFuture, CounterStore, OpenError, StoreError, COUNTER_ID};
+use super::{describe, BoxFuture, CounterStore, OpenError, StoreError, COUNTER_ID};
 use crate::config::{PostgresConfig, TlsMode};
 
-const ADD_SQL: &str = "UPDATE request_counter_state SET value = value + $1 WHERE id = $2 RETURNING value";
+const ADD_SQL: &str =
+    "UPDATE request_counter_state SET value = value + $1 WHERE id = $2 RETURNING value";
 const GET_SQL: &str = "SELECT value FROM request_counter_state WHERE id = $1";
 
 /// Creating the table and its row under a transaction-scoped advisory lock: `CREATE TABLE IF NOT
@@ -38,10 +39,15 @@ impl PostgresStore {
         let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(OpenError::Url)?;
         pg.application_name("counter-origin")
             .connect_timeout(config.connect_timeout)
-            .options(format!("-c statement_timeout={}", statement_timeout.as_millis()))
+            .options(format!(
+                "-c statement_timeout={}",
+                statement_timeout.as_millis()
+            ))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
-        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
         let manager = match config.tls {
             TlsMode::Disable => {
                 pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
@@ -49,7 +55,9 @@ impl PostgresStore {
             }
             TlsMode::Require => {
                 pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(config.ca_file.as_deref())?);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+                    config.ca_file.as_deref(),
+                )?);
                 Manager::from_config(pg, tls, manager_config)
             }
         };
@@ -61,30 +69,54 @@ impl PostgresStore {
             .recycle_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| OpenError::Pool(e.to_string()))?;
-        Ok(Self { pool, schema_ready: AtomicBool::new(false), call_timeout: statement_timeout + Duration::from_secs(1) })
+        Ok(Self {
+            pool,
+            schema_ready: AtomicBool::new(false),
+            call_timeout: statement_timeout + Duration::from_secs(1),
+        })
     }
 
     /// A pooled connection with the schema in place. Failing here means nothing was sent.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let client = self.pool.get().await.map_err(|e| StoreError::Unavailable(format!("connect: {e}")))?;
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("connect: {}", describe(&e))))?;
         if !self.schema_ready.load(Ordering::Acquire) {
-            client.batch_execute(MIGRATION_SQL).await.map_err(|e| StoreError::Unavailable(format!("schema: {e}")))?;
+            if let Err(e) = client.batch_execute(MIGRATION_SQL).await {
+                // The connection may be inside the failed transaction: never reuse it.
+                drop(deadpool_postgres::Object::take(client));
+                return Err(StoreError::Unavailable(format!("schema: {}", describe(&e))));
+            }
             self.schema_ready.store(true, Ordering::Release);
         }
         Ok(client)
     }
 
     /// Runs one prepared statement returning one value, and says what a failure means.
-    async fn query_value(&self, sql: &'static str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<i64, StoreError> {
+    async fn query_value(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<i64, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| StoreError::Unavailable(format!("prepare: {e}")))?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("prepare: {}", describe(&e))))?;
         match tokio::time::timeout(self.call_timeout, client.query_one(&statement, params)).await {
-            Ok(Ok(row)) => row.try_get(0).map_err(|e| StoreError::Unavailable(format!("decode: {e}"))),
+            Ok(Ok(row)) => row
+                .try_get(0)
+                .map_err(|e| StoreError::Unavailable(format!("decode: {e}"))),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => {
                 // The statement may still commit; never hand this connection out again.
                 drop(deadpool_postgres::Object::take(client));
-                Err(StoreError::Ambiguous(format!("no answer within {:?}", self.call_timeout)))
+                Err(StoreError::Ambiguous(format!(
+                    "no answer within {:?}",
+                    self.call_timeout
+                )))
             }
         }
     }
@@ -101,7 +133,7 @@ fn classify(e: &tokio_postgres::Error) -> StoreError {
         None if e.to_string().contains("unexpected number of rows") => {
             StoreError::Unavailable("counter row missing".into())
         }
-        None => StoreError::Ambiguous(e.to_string()),
+        None => StoreError::Ambiguous(describe(e)),
     }
 }
 
@@ -113,10 +145,12 @@ impl CounterStore for PostgresStore {
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         // A failed read changes nothing: never ambiguous.
         Box::pin(async move {
-            self.query_value(GET_SQL, &[&COUNTER_ID]).await.map_err(|e| match e {
-                StoreError::Ambiguous(m) => StoreError::Unavailable(m),
-                other => other,
-            })
+            self.query_value(GET_SQL, &[&COUNTER_ID])
+                .await
+                .map_err(|e| match e {
+                    StoreError::Ambiguous(m) => StoreError::Unavailable(m),
+                    other => other,
+                })
         })
     }
 
@@ -134,7 +168,10 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let ca_error = |reason: String| OpenError::CaFile { path: path.display().to_string(), reason };
+            let ca_error = |reason: String| OpenError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            };
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| ca_error(e.to_string()))?
                 .collect::<Result<Vec<_>, _>>()

@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// The matched route, as the `endpoint` label.
@@ -25,7 +25,13 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 5] = [Self::Counter, Self::Healthz, Self::Readyz, Self::Static, Self::Other];
+    const ALL: [Endpoint; 5] = [
+        Self::Counter,
+        Self::Healthz,
+        Self::Readyz,
+        Self::Static,
+        Self::Other,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -48,7 +54,13 @@ pub enum Method {
 }
 
 impl Method {
-    const ALL: [Method; 5] = [Self::Get, Self::Head, Self::Post, Self::Options, Self::Other];
+    const ALL: [Method; 5] = [
+        Self::Get,
+        Self::Head,
+        Self::Post,
+        Self::Options,
+        Self::Other,
+    ];
 
     pub fn of(method: &hyper::Method) -> Self {
         match *method {
@@ -73,14 +85,20 @@ impl Method {
 
 /// Every status code the router answers with; hyper itself answers 400/408/431 on parse errors
 /// before a request reaches us, and those never reach these metrics.
-const STATUSES: [u16; 13] = [200, 204, 304, 400, 403, 404, 405, 408, 413, 431, 500, 503, 504];
+const STATUSES: [u16; 13] = [
+    200, 204, 304, 400, 403, 404, 405, 408, 413, 431, 500, 503, 504,
+];
 
 /// Buckets fine enough for sub-millisecond answers and coarse enough to see timeouts.
 /// `0.05` must stay: the latency SLO (99% of POSTs under 50 ms) reads that bucket.
-pub const LATENCY_BUCKETS: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
 
 #[derive(Clone, Copy)]
 pub enum StoreOp {
@@ -113,45 +131,73 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered by the public listener"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered by the public listener",
+            ),
             &["method", "endpoint", "status"],
         )
         .unwrap();
         let durations_vec = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time from request head to response, by route")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request head to response, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["method", "endpoint"],
         )
         .unwrap();
-        let durations = Endpoint::ALL.map(|e| Method::ALL.map(|m| durations_vec.with_label_values(&[m.label(), e.label()])));
+        let durations = Endpoint::ALL
+            .map(|e| Method::ALL.map(|m| durations_vec.with_label_values(&[m.label(), e.label()])));
         let store_vec = HistogramVec::new(
-            HistogramOpts::new("counter_store_statement_duration_seconds", "Store calls, by operation")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "counter_store_statement_duration_seconds",
+                "Store calls, by operation",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["op"],
         )
         .unwrap();
         let store_statements = ["add", "get", "ping"].map(|op| store_vec.with_label_values(&[op]));
         let increments = IntCounterVec::new(
-            Opts::new("counter_increments_total", "Increments by outcome (committed, shed, failed, ambiguous, expired)"),
+            Opts::new(
+                "counter_increments_total",
+                "Increments by outcome (committed, shed, failed, ambiguous, expired)",
+            ),
             &["outcome"],
         )
         .unwrap();
         let outcome = |o: &str| increments.with_label_values(&[o]);
         let cache = IntCounterVec::new(
-            Opts::new("counter_read_cache_requests_total", "Reads answered from the origin's cache (hit) or the store (miss)"),
+            Opts::new(
+                "counter_read_cache_requests_total",
+                "Reads answered from the origin's cache (hit) or the store (miss)",
+            ),
             &["result"],
         )
         .unwrap();
         let metrics = Self {
             request_handles: Default::default(),
             durations,
-            counter_value: IntGauge::new("counter_value", "Highest committed counter value this process has seen").unwrap(),
+            counter_value: IntGauge::new(
+                "counter_value",
+                "Highest committed counter value this process has seen",
+            )
+            .unwrap(),
             batch_size: Histogram::with_opts(
-                HistogramOpts::new("counter_batch_size", "Increments committed per store statement").buckets(BATCH_BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "counter_batch_size",
+                    "Increments committed per store statement",
+                )
+                .buckets(BATCH_BUCKETS.to_vec()),
             )
             .unwrap(),
             store_statements,
-            write_queue_depth: IntGauge::new("counter_write_queue_depth", "Increments waiting for the writer").unwrap(),
+            write_queue_depth: IntGauge::new(
+                "counter_write_queue_depth",
+                "Increments waiting for the writer",
+            )
+            .unwrap(),
             cache_hits: cache.with_label_values(&["hit"]),
             cache_misses: cache.with_label_values(&["miss"]),
             committed: outcome("committed"),
@@ -171,20 +217,39 @@ impl Metrics {
         r.register(Box::new(cache)).unwrap();
         r.register(Box::new(metrics.counter_value.clone())).unwrap();
         r.register(Box::new(metrics.batch_size.clone())).unwrap();
-        r.register(Box::new(metrics.write_queue_depth.clone())).unwrap();
+        r.register(Box::new(metrics.write_queue_depth.clone()))
+            .unwrap();
         r.register(Box::new(metrics.ready.clone())).unwrap();
         #[cfg(target_os = "linux")]
-        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).unwrap();
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .unwrap();
         metrics
     }
 
-    pub fn observe_request(&self, method: Method, endpoint: Endpoint, status: u16, elapsed: Duration) {
+    pub fn observe_request(
+        &self,
+        method: Method,
+        endpoint: Endpoint,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let (e, m) = (endpoint as usize, method as usize);
         match STATUSES.iter().position(|&s| s == status) {
             Some(i) => self.request_handles[e][m][i]
-                .get_or_init(|| self.requests.with_label_values(&[method.label(), endpoint.label(), &status.to_string()]))
+                .get_or_init(|| {
+                    self.requests.with_label_values(&[
+                        method.label(),
+                        endpoint.label(),
+                        &status.to_string(),
+                    ])
+                })
                 .inc(),
-            None => self.requests.with_label_values(&[method.label(), endpoint.label(), &status.to_string()]).inc(),
+            None => self
+                .requests
+                .with_label_values(&[method.label(), endpoint.label(), &status.to_string()])
+                .inc(),
         }
         self.durations[e][m].observe(elapsed.as_secs_f64());
     }
@@ -196,7 +261,9 @@ impl Metrics {
     /// The Prometheus text exposition of everything registered.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding never fails");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
         out
     }
 }

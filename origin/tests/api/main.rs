@@ -1,0 +1,12 @@
+//! Integration tests: the real server on loopback sockets, a real PostgreSQL (a fresh database
+//! per test) and the embedded store. `TEST_DATABASE_URL` names the server (`make test` starts a
+//! throwaway one); without it the PostgreSQL tests fail with a message saying so.
+
+mod helpers;
+
+mod contract;
+mod faults;
+mod http_limits;
+mod lifecycle;
+mod tls;
+mod write_path;
