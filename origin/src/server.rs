@@ -167,6 +167,11 @@ impl Activity {
     }
 }
 
+struct ConnectionState {
+    app: Arc<App>,
+    activity: Activity,
+}
+
 /// What the watchdog decides on each wake-up.
 enum Verdict {
     /// Look again at this `clock_ms()`.
@@ -216,22 +221,27 @@ async fn serve_connection(
     mut closing: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let activity = Arc::new(Activity::new());
+    // One Arc per connection, cloned per request: the reference count stays on this
+    // connection's core instead of being shared by every request in the process.
+    let connection_state = Arc::new(ConnectionState {
+        app: Arc::clone(&app),
+        activity: Activity::new(),
+    });
     let service = {
-        let (app, activity) = (Arc::clone(&app), Arc::clone(&activity));
+        let state = Arc::clone(&connection_state);
         service_fn(move |request| {
-            let (app, activity) = (Arc::clone(&app), Arc::clone(&activity));
-            activity.request_started();
+            let state = Arc::clone(&state);
+            state.activity.request_started();
             async move {
-                let response = routes::handle(&app, request).await;
-                activity.request_finished();
+                let response = routes::handle(&state.app, request).await;
+                state.activity.request_finished();
                 Ok::<_, std::convert::Infallible>(response)
             }
         })
     };
     let io = TokioIo::new(WatchedStream {
         stream,
-        activity: Arc::clone(&activity),
+        state: Arc::clone(&connection_state),
     });
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
@@ -260,7 +270,7 @@ async fn serve_connection(
                 let next = match close_deadline {
                     Some(deadline) if now >= deadline => return, // asked to close and did not
                     Some(deadline) => deadline,
-                    None => match judge(&activity, now, header_timeout, idle_timeout) {
+                    None => match judge(&connection_state.activity, now, header_timeout, idle_timeout) {
                         Verdict::CheckAt(at) => at,
                         Verdict::Drop => return,
                         Verdict::CloseIdle => {
@@ -280,7 +290,7 @@ async fn serve_connection(
 /// idle (hyper's own header timer would also fire on idle keep-alive connections).
 struct WatchedStream {
     stream: TcpStream,
-    activity: Arc<Activity>,
+    state: Arc<ConnectionState>,
 }
 
 impl AsyncRead for WatchedStream {
@@ -293,7 +303,7 @@ impl AsyncRead for WatchedStream {
         let before = buf.filled().len();
         let result = Pin::new(&mut this.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.bytes_received(&buf.filled()[before..]);
+            this.state.activity.bytes_received(&buf.filled()[before..]);
         }
         result
     }
