@@ -1,0 +1,279 @@
+// The counter page's behaviour, kept free of the DOM so Node can test it with fake time and a
+// fake network (page/test/counter.test.mjs); app.js only binds it to the document.
+//
+// Promises it keeps:
+//   - the value shown never goes down: reads may come from an edge cache a second or two old, and
+//     answers can arrive out of order, so the page shows the highest value it has seen;
+//   - a click shows the value its own POST produced, and a click is counted at most once: its
+//     retries (automatic or "Try again") reuse one Idempotency-Key until it succeeds;
+//   - refreshes are gentle: every 5–10 s with jitter, none while the tab is hidden, backing off
+//     exponentially (honouring Retry-After) while the API fails.
+
+export const API_PATH = '/api/counter';
+export const REFRESH_MIN_MS = 5_000;
+export const REFRESH_JITTER_MS = 5_000;
+export const READ_BACKOFF_MAX_MS = 60_000;
+export const REQUEST_TIMEOUT_MS = 10_000;
+// Automatic tries of one click before the error state; the waits between them grow from ~1 s.
+export const WRITE_ATTEMPTS = 3;
+export const WRITE_RETRY_BASE_MS = 1_000;
+// A Retry-After longer than this is not waited out with the button busy: the click goes to the
+// error state at once and the person decides when to try again.
+export const WRITE_RETRY_MAX_WAIT_MS = 5_000;
+
+const MESSAGES = {
+  network: "Can't reach the counter right now.",
+  busy: 'The counter is busy right now.',
+  unavailable: 'The counter is not answering right now.',
+  invalid: 'The counter sent an answer this page does not understand.',
+};
+
+// `{"value": N}` → N as a BigInt. The store's counter is a 64-bit integer, beyond what a JS
+// number holds exactly, so the digits are read from the text once JSON.parse has vouched for it.
+export function parseCounterBody(text) {
+  const body = JSON.parse(text);
+  if (body === null || typeof body !== 'object' || typeof body.value !== 'number') {
+    throw new TypeError('expected {"value": <integer>}');
+  }
+  const digits = /"value"\s*:\s*(\d+)\s*[,}]/.exec(text);
+  if (digits === null) {
+    throw new TypeError('expected a non-negative integer value');
+  }
+  return BigInt(digits[1]);
+}
+
+// Retry-After as milliseconds from now: delta-seconds or an HTTP date; null when absent or bad.
+export function parseRetryAfter(header, nowMs) {
+  if (header === null || header === undefined) return null;
+  const text = String(header).trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) return null;
+  return Math.max(0, date - nowMs);
+}
+
+// Next refresh while healthy: uniform in [5 s, 10 s), so many open tabs do not move in lockstep.
+export function refreshDelay(random) {
+  return REFRESH_MIN_MS + Math.floor(random() * REFRESH_JITTER_MS);
+}
+
+// Next refresh after `failures` consecutive failed reads: 10 s, 20 s, 40 s, then 60 s, each
+// between half and all of that (jitter spreads the reconnect of many tabs after an outage).
+export function readBackoffDelay(failures, random) {
+  const ceiling = Math.min(READ_BACKOFF_MAX_MS, REFRESH_MIN_MS * 2 ** failures);
+  return Math.ceil(ceiling / 2 + random() * (ceiling / 2));
+}
+
+// Wait before automatic try `attempt + 1` of a click: ~1 s, ~2 s, … with jitter.
+export function writeRetryDelay(attempt, random) {
+  const ceiling = WRITE_RETRY_BASE_MS * 2 ** (attempt - 1);
+  return Math.ceil(ceiling / 2 + random() * (ceiling / 2));
+}
+
+// A random (version 4) UUID; crypto.randomUUID exists only in secure contexts, so plain-HTTP
+// local runs on a LAN address use getRandomValues directly.
+export function newIdempotencyKey(crypto) {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function classifyStatus(status) {
+  if (status === 503 || status === 429) return { retryable: true, message: MESSAGES.busy };
+  if (status >= 500 || status === 408) return { retryable: true, message: MESSAGES.unavailable };
+  return { retryable: false, message: `The counter refused the request (HTTP ${status}).` };
+}
+
+/**
+ * State shown by the page: `value` (BigInt or null before the first answer), `mine` (the value
+ * the last successful click produced), `writing` (a click is in flight), `error` (null or
+ * `{source: 'read' | 'write', message}`). `onChange(state)` is called after every change.
+ *
+ * deps: fetch, setTimeout, clearTimeout, now() → ms, random() → [0, 1), newKey() → string,
+ * onChange(state).
+ */
+export class CounterClient {
+  #deps;
+  #state = { value: null, mine: null, writing: false, error: null };
+  #visible = false;
+  #reading = false;
+  #readFailures = 0;
+  #lastReadAt = -Infinity;
+  #refreshTimer = null;
+  #pendingKey = null;
+  #stopped = false;
+
+  constructor(deps) {
+    this.#deps = deps;
+  }
+
+  get state() {
+    return this.#state;
+  }
+
+  // One read now, then periodic refreshes while `visible`.
+  start(visible) {
+    this.#visible = visible;
+    this.refresh();
+  }
+
+  stop() {
+    this.#stopped = true;
+    this.#cancelRefresh();
+  }
+
+  setVisible(visible) {
+    this.#visible = visible;
+    if (!visible) {
+      this.#cancelRefresh();
+      return;
+    }
+    if (this.#reading || this.#refreshTimer !== null || this.#stopped) return;
+    const since = this.#deps.now() - this.#lastReadAt;
+    if (since >= REFRESH_MIN_MS) {
+      this.refresh();
+    } else {
+      this.#scheduleRefresh(REFRESH_MIN_MS - since);
+    }
+  }
+
+  async refresh() {
+    if (this.#reading || this.#stopped) return;
+    this.#cancelRefresh();
+    this.#reading = true;
+    this.#lastReadAt = this.#deps.now();
+    const result = await this.#request('GET', null);
+    this.#reading = false;
+    let retryAfterMs = 0;
+    if (result.ok) {
+      this.#readFailures = 0;
+      this.#show(result.value, false);
+      if (this.#state.error?.source === 'read') this.#update({ error: null });
+    } else {
+      this.#readFailures += 1;
+      retryAfterMs = result.retryAfterMs;
+      // A failed click outranks a failed read: its message says the click may not have counted.
+      if (this.#state.error?.source !== 'write') {
+        this.#update({ error: { source: 'read', message: result.message } });
+      }
+    }
+    if (!this.#visible || this.#stopped) return;
+    const delay =
+      this.#readFailures === 0
+        ? refreshDelay(this.#deps.random)
+        : Math.max(readBackoffDelay(this.#readFailures, this.#deps.random), retryAfterMs);
+    this.#scheduleRefresh(delay);
+  }
+
+  // One click. Ignored while another click is in flight; after a failed click it re-sends that
+  // click (same key), so pressing again can never count a click twice.
+  async increment() {
+    if (this.#state.writing || this.#stopped) return;
+    const key = this.#pendingKey ?? this.#deps.newKey();
+    this.#pendingKey = key;
+    // The previous click's "made it N" would read as this click's outcome: clear it meanwhile.
+    this.#update({ writing: true, mine: null });
+    for (let attempt = 1; ; attempt += 1) {
+      const result = await this.#request('POST', key);
+      if (result.ok) {
+        this.#pendingKey = null;
+        this.#show(result.value, true);
+        this.#update({ writing: false, error: null });
+        if (this.#readFailures > 0) {
+          // The API answers again: leave read backoff now rather than after up to a minute.
+          this.#readFailures = 0;
+          if (this.#refreshTimer !== null) this.#scheduleRefresh(refreshDelay(this.#deps.random));
+        }
+        return;
+      }
+      if (!result.retryable) {
+        // Refused (4xx): certainly not counted, so the next press starts a fresh click.
+        this.#pendingKey = null;
+      }
+      const lastTry =
+        !result.retryable || attempt >= WRITE_ATTEMPTS || result.retryAfterMs > WRITE_RETRY_MAX_WAIT_MS;
+      if (lastTry) {
+        const message = result.retryable
+          ? `${result.message} Your click may not have been counted yet; trying again will not count it twice.`
+          : result.message;
+        this.#update({ writing: false, error: { source: 'write', message } });
+        return;
+      }
+      await this.#sleep(Math.max(writeRetryDelay(attempt, this.#deps.random), result.retryAfterMs));
+      if (this.#stopped) return;
+    }
+  }
+
+  // The error panel's button: re-send a failed click, and read the value now.
+  retry() {
+    if (this.#pendingKey !== null) this.increment();
+    this.refresh();
+  }
+
+  #show(value, isMine) {
+    const patch = {};
+    if (this.#state.value === null || value > this.#state.value) patch.value = value;
+    if (isMine) patch.mine = value;
+    this.#update(patch);
+  }
+
+  #update(patch) {
+    this.#state = { ...this.#state, ...patch };
+    this.#deps.onChange(this.#state);
+  }
+
+  #scheduleRefresh(delayMs) {
+    this.#cancelRefresh();
+    this.#refreshTimer = this.#deps.setTimeout(() => {
+      this.#refreshTimer = null;
+      this.refresh();
+    }, delayMs);
+  }
+
+  #cancelRefresh() {
+    if (this.#refreshTimer !== null) {
+      this.#deps.clearTimeout(this.#refreshTimer);
+      this.#refreshTimer = null;
+    }
+  }
+
+  #sleep(ms) {
+    return new Promise((resolve) => this.#deps.setTimeout(resolve, ms));
+  }
+
+  // One HTTP exchange, bounded by REQUEST_TIMEOUT_MS, reduced to what the page acts on.
+  async #request(method, key) {
+    const controller = new AbortController();
+    const timeout = this.#deps.setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+    try {
+      const response = await this.#deps.fetch(API_PATH, {
+        method,
+        // Reads revalidate with the server (edge) every time: the browser must not answer from
+        // its own cache, stale-while-revalidate included. Writes are never cached.
+        cache: method === 'GET' ? 'no-cache' : 'no-store',
+        headers: key === null ? {} : { 'Idempotency-Key': key },
+        signal: controller.signal,
+      });
+      if (!response.ok) {
+        const { retryable, message } = classifyStatus(response.status);
+        const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.#deps.now()) ?? 0;
+        return { ok: false, retryable, message, retryAfterMs };
+      }
+      const text = await response.text();
+      try {
+        return { ok: true, value: parseCounterBody(text) };
+      } catch {
+        return { ok: false, retryable: false, message: MESSAGES.invalid, retryAfterMs: 0 };
+      }
+    } catch {
+      // Connection refused or reset, DNS, offline, or our own timeout: the request may or may
+      // not have reached the origin, which is exactly what the idempotency key is for.
+      return { ok: false, retryable: true, message: MESSAGES.network, retryAfterMs: 0 };
+    } finally {
+      this.#deps.clearTimeout(timeout);
+    }
+  }
+}
