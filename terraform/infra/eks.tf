@@ -1,0 +1,273 @@
+# Everything attached to the hand-made cluster: IRSA provider, access entries, node group, add-ons.
+
+# IRSA: the app layer's roles (ALB controller, Cluster Autoscaler, ADOT) trust this provider with
+# `aud` and `sub` conditions.
+# NOTE: no thumbprint_list: IAM validates the EKS issuer against its own trusted CAs.
+resource "aws_iam_openid_connect_provider" "eks" {
+  url            = local.oidc_issuer_url
+  client_id_list = ["sts.amazonaws.com"]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Access entries (the cluster's authentication mode must include API — README, manual settings).
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  access_entries = merge(
+    {
+      # The app layer installs Helm releases and the bootstrap pipeline installs Argo CD.
+      ci-apply = {
+        principal_arn = local.bootstrap.terraform_apply_role_arn
+        policy        = "AmazonEKSClusterAdminPolicy"
+      }
+      # Plans refresh Helm releases, which Helm stores as Secrets: view including Secrets.
+      ci-plan = {
+        principal_arn = local.bootstrap.terraform_plan_role_arn
+        policy        = "AmazonEKSAdminViewPolicy"
+      }
+    },
+    { for i, arn in var.cluster_admin_principal_arns : "admin-${i}" => {
+      principal_arn = arn
+      policy        = "AmazonEKSClusterAdminPolicy"
+    } },
+  )
+}
+
+resource "aws_eks_access_entry" "this" {
+  for_each = local.access_entries
+
+  cluster_name  = data.aws_eks_cluster.this.name
+  principal_arn = each.value.principal_arn
+  type          = "STANDARD"
+}
+
+resource "aws_eks_access_policy_association" "this" {
+  for_each = local.access_entries
+
+  cluster_name  = data.aws_eks_cluster.this.name
+  principal_arn = aws_eks_access_entry.this[each.key].principal_arn
+  policy_arn    = "arn:${local.partition}:eks::aws:cluster-access-policy/${each.value.policy}"
+
+  access_scope {
+    type = "cluster"
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Managed node group: Graviton t4g, AL2023 ARM64, private subnets in every AZ.
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "node_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  name                 = "${local.name}-node"
+  path                 = local.iam_path
+  permissions_boundary = local.permissions_boundary
+  assume_role_policy   = data.aws_iam_policy_document.node_trust.json
+}
+
+# The CNI policy stays on the node role: aws-node must work before any pod-level identity does.
+# SSM replaces SSH (no key pairs, no port 22).
+resource "aws_iam_role_policy_attachment" "node" {
+  for_each = toset([
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryPullOnly",
+    "AmazonSSMManagedInstanceCore",
+  ])
+
+  role       = aws_iam_role.node.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/${each.value}"
+}
+
+# Identity of the nodes (and so of their pods, which share the node ENI's groups) for the RDS and
+# ALB rules. It carries no rules itself: the cluster security group, also attached, already allows
+# node <-> node and node <-> control plane traffic and all egress.
+resource "aws_security_group" "node" {
+  #checkov:skip=CKV2_AWS_5:Attached to the nodes through the launch template below.
+  name        = "${local.name}-node"
+  description = "Counter Service nodes and pods: source identity for RDS and target of the ALB"
+  vpc_id      = data.aws_vpc.cluster.id
+
+  tags = {
+    Name = "${local.name}-node"
+  }
+}
+
+resource "aws_launch_template" "node" {
+  name_prefix            = "${local.name}-node-"
+  update_default_version = true
+
+  # The launch template replaces EKS's default groups, so the cluster group is listed explicitly.
+  vpc_security_group_ids = [local.cluster_security_group_id, aws_security_group.node.id]
+
+  # IMDSv2 only, hop limit 1: pods cannot reach the node role's credentials. Every in-cluster AWS
+  # client gets its own role (IRSA / Pod Identity) and its region explicitly.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+
+    ebs {
+      volume_size           = var.node_disk_size_gib
+      volume_type           = "gp3"
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+
+    tags = {
+      Name = "${local.name}-node"
+    }
+  }
+}
+
+resource "aws_eks_node_group" "this" {
+  cluster_name    = data.aws_eks_cluster.this.name
+  node_group_name = "${local.name}-arm64"
+  node_role_arn   = aws_iam_role.node.arn
+  subnet_ids      = [for s in aws_subnet.private : s.id]
+  ami_type        = "AL2023_ARM_64_STANDARD"
+  capacity_type   = "ON_DEMAND"
+  instance_types  = var.node_instance_types
+
+  launch_template {
+    id      = aws_launch_template.node.id
+    version = aws_launch_template.node.latest_version
+  }
+
+  scaling_config {
+    min_size     = var.node_group_scaling.min_size
+    desired_size = var.node_group_scaling.desired_size
+    max_size     = var.node_group_scaling.max_size
+  }
+
+  update_config {
+    max_unavailable = 1
+  }
+
+  labels = {
+    "counter-service/node-pool" = "general-arm64"
+  }
+
+  lifecycle {
+    # The Cluster Autoscaler owns the desired size once the group exists.
+    ignore_changes = [scaling_config[0].desired_size]
+  }
+
+  # Route tables must exist for nodes to reach the control plane and ECR when they boot.
+  depends_on = [
+    aws_iam_role_policy_attachment.node,
+    aws_route_table_association.private,
+  ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Add-ons. Versions: the default for the cluster's Kubernetes version unless pinned in
+# var.addon_versions. Networking add-ons go first (nodes need them to turn Ready); the rest
+# schedule pods and so wait for the node group.
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  addons_before_nodes = toset(["vpc-cni", "kube-proxy", "eks-pod-identity-agent"])
+  addons_after_nodes  = toset(["coredns", "metrics-server", "amazon-cloudwatch-observability"])
+}
+
+data "aws_eks_addon_version" "this" {
+  for_each = setunion(local.addons_before_nodes, local.addons_after_nodes)
+
+  addon_name         = each.key
+  kubernetes_version = local.cluster_version
+  most_recent        = false
+}
+
+resource "aws_eks_addon" "before_nodes" {
+  for_each = local.addons_before_nodes
+
+  cluster_name                = data.aws_eks_cluster.this.name
+  addon_name                  = each.key
+  addon_version               = lookup(var.addon_versions, each.key, data.aws_eks_addon_version.this[each.key].version)
+  resolve_conflicts_on_create = "OVERWRITE"
+  resolve_conflicts_on_update = "OVERWRITE"
+}
+
+resource "aws_eks_addon" "after_nodes" {
+  for_each = local.addons_after_nodes
+
+  cluster_name                = data.aws_eks_cluster.this.name
+  addon_name                  = each.key
+  addon_version               = lookup(var.addon_versions, each.key, data.aws_eks_addon_version.this[each.key].version)
+  resolve_conflicts_on_create = "OVERWRITE"
+  resolve_conflicts_on_update = "OVERWRITE"
+
+  # The CloudWatch agent and Fluent Bit get their role through Pod Identity (no node permissions).
+  dynamic "pod_identity_association" {
+    for_each = each.key == "amazon-cloudwatch-observability" ? [1] : []
+
+    content {
+      service_account = "cloudwatch-agent"
+      role_arn        = aws_iam_role.cloudwatch_observability.arn
+    }
+  }
+
+  depends_on = [
+    aws_eks_node_group.this,
+    aws_eks_addon.before_nodes,
+  ]
+}
+
+# Pod Identity trust: the EKS pods service, only on behalf of this account's cluster.
+data "aws_iam_policy_document" "cloudwatch_observability_trust" {
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [data.aws_eks_cluster.this.arn]
+    }
+  }
+}
+
+resource "aws_iam_role" "cloudwatch_observability" {
+  name                 = "${local.name}-cloudwatch-observability"
+  path                 = local.iam_path
+  permissions_boundary = local.permissions_boundary
+  assume_role_policy   = data.aws_iam_policy_document.cloudwatch_observability_trust.json
+}
+
+resource "aws_iam_role_policy_attachment" "cloudwatch_observability" {
+  role       = aws_iam_role.cloudwatch_observability.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/CloudWatchAgentServerPolicy"
+}
