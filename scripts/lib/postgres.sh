@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A private, throwaway PostgreSQL for tests and benchmarks. Sourced, never run.
 #
 # start_test_postgres: when DATABASE_URL is set, the tests use that server (it must allow

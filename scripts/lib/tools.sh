@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the test and benchmark scripts: install what a fresh machine lacks, or fail
 # with a message that says what is missing. Sourced, never run.
 
@@ -20,24 +21,37 @@ ensure_apt() {
   command -v "$command" >/dev/null 2>&1 || die "'$command' still missing after installing $package"
 }
 
-# ensure_python_tools — a project-local virtualenv with the pinned tools of requirements-tools.txt,
-# re-installed only when that file changes. Puts the venv's bin/ first on PATH.
-ensure_python_tools() {
-  local root venv stamp
-  root=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
-  venv="$root/.tools/venv"
+# ensure_venv DIR REQUIREMENTS — a project-local virtualenv with the pinned packages of REQUIREMENTS,
+# re-installed only when that file changes.
+ensure_venv() {
+  local venv=$1 requirements=$2 stamp want
   stamp="$venv/.requirements.sha256"
   command -v python3 >/dev/null 2>&1 || die "python3 is required for the infrastructure checks"
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" || die "cannot create a virtualenv in $venv"
   fi
-  local want
-  want=$(sha256sum "$root/requirements-tools.txt" | cut -d' ' -f1)
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "installing Python tools (requirements-tools.txt)…" >&2
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/requirements-tools.txt" \
-      || die "pip install -r requirements-tools.txt failed"
+    echo "installing Python tools ($requirements)…" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements" \
+      || die "pip install -r $requirements failed"
     echo "$want" >"$stamp"
   fi
-  export PATH="$venv/bin:$PATH"
+}
+
+# ensure_python_tools — the shared tools of requirements-tools.txt in .tools/venv, first on PATH.
+ensure_python_tools() {
+  local root
+  root=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
+  ensure_venv "$root/.tools/venv" "$root/requirements-tools.txt"
+  export PATH="$root/.tools/venv/bin:$PATH"
+}
+
+# ensure_checkov — checkov in a virtualenv of its own (see requirements-checkov.txt); exports CHECKOV.
+ensure_checkov() {
+  local root
+  root=$(git rev-parse --show-toplevel 2>/dev/null || pwd)
+  ensure_venv "$root/.tools/checkov-venv" "$root/requirements-checkov.txt"
+  export CHECKOV="$root/.tools/checkov-venv/bin/checkov"
+  [ -x "$CHECKOV" ] || die "checkov missing from .tools/checkov-venv"
 }
