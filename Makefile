@@ -1,5 +1,5 @@
 # Entry points. `make test` is the test command CI runs; `make run` serves the origin locally.
-.PHONY: run test test-rust build
+.PHONY: run test test-rust build bench
 
 run:
 	cargo run --release -p counter-origin
@@ -12,3 +12,8 @@ test:
 
 test-%:
 	scripts/test.sh $*
+
+# Side-by-side benchmark (origin batched / MAX_BATCH=1 / bare hyper / wrk): a few minutes,
+# results in artifacts/bench/. Extra flags: make bench BENCH_ARGS="--rounds 5".
+bench:
+	scripts/bench.sh $(BENCH_ARGS)
