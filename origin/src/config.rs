@@ -27,6 +27,15 @@ const fn var(name: &'static str, default: &'static str, help: &'static str) -> V
     }
 }
 
+const fn unset(name: &'static str, help: &'static str) -> Variable {
+    Variable {
+        name,
+        default: None,
+        help,
+        secret: false,
+    }
+}
+
 pub const VARIABLES: &[Variable] = &[
     var("LISTEN_ADDR", "0.0.0.0:8080", "public listener: API, page, probes"),
     var("METRICS_ADDR", "0.0.0.0:9090", "metrics listener (GET /metrics), never public"),
@@ -62,6 +71,17 @@ pub const VARIABLES: &[Variable] = &[
     var("WORKER_THREADS", "0", "tokio worker threads; 0: one per core, 1: a single-threaded runtime"),
     var("LOG_LEVEL", "info", "tracing filter (error, warn, info, debug or a directive list)"),
     var("ACCESS_LOG_EVERY", "100", "log one request in N (0: none, 1: all); 5xx answers are always logged"),
+    var("OTEL_ENABLED", "false", "true: X-Ray traces over OTLP/gRPC and trace ids in log lines; false: no tracer, no cost"),
+    var("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317", "OTLP/gRPC collector (the ADOT collector); other OTEL_EXPORTER_OTLP_* (headers, timeout, compression) are read by the SDK"),
+    unset("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "traces-only collector endpoint; wins over OTEL_EXPORTER_OTLP_ENDPOINT"),
+    unset("OTEL_SERVICE_NAME", "service.name of the traces (X-Ray segment name); unset: counter-origin"),
+    unset("OTEL_RESOURCE_ATTRIBUTES", "extra resource attributes, key=value,… (percent-encoded values); override the ones below"),
+    var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", "the only sampler: follow an incoming Sampled=1/0, else trace OTEL_TRACES_SAMPLER_ARG of requests"),
+    var("OTEL_TRACES_SAMPLER_ARG", "0.05", "share of requests traced when no upstream decided (the ALB's X-Amzn-Trace-Id carries none)"),
+    var("DEPLOYMENT_ENVIRONMENT", "local", "resource attribute deployment.environment (e.g. production)"),
+    unset("POD_NAME", "resource attribute k8s.pod.name (downward API metadata.name)"),
+    unset("POD_NAMESPACE", "resource attribute k8s.namespace.name (downward API metadata.namespace)"),
+    unset("NODE_NAME", "resource attributes k8s.node.name and host.name (downward API spec.nodeName)"),
 ];
 
 /// Which store holds the counter.
@@ -110,6 +130,20 @@ pub struct Config {
     pub worker_threads: usize,
     pub log_level: String,
     pub access_log_every: u64,
+    /// `None` when `OTEL_ENABLED=false`: nothing about tracing exists then.
+    pub traces: Option<TraceConfig>,
+}
+
+/// What the tracer needs (`OTEL_ENABLED=true`), read through the same lookup as everything else,
+/// so tests configure it without touching the process environment.
+#[derive(Clone, Debug)]
+pub struct TraceConfig {
+    pub endpoint: String,
+    /// Traced share of requests whose caller left the decision open, 0.0 ..= 1.0.
+    pub sample_ratio: f64,
+    /// Resource attributes in increasing precedence: our defaults, then `OTEL_RESOURCE_ATTRIBUTES`,
+    /// then `OTEL_SERVICE_NAME`.
+    pub resource: Vec<(String, String)>,
 }
 
 /// A variable with a value the origin cannot use; the message names it and what it expects.
@@ -166,6 +200,7 @@ impl Config {
             worker_threads: env.number("WORKER_THREADS", 0, 1024)? as usize,
             log_level: env.string("LOG_LEVEL"),
             access_log_every: env.number("ACCESS_LOG_EVERY", 0, u64::MAX)?,
+            traces: trace_config(&env)?,
         };
         if config.ready_stale_after <= config.ready_check_interval {
             return Err(ConfigError {
@@ -183,10 +218,16 @@ impl Config {
             "counter-origin — the Counter Service origin (HTTP API, page, metrics)\n\n\
              Usage: counter-origin [--help]\n\nConfigured by environment variables:\n\n",
         );
+        let name_width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
+        let default_width = VARIABLES
+            .iter()
+            .map(|v| v.default.unwrap_or("(unset)").len())
+            .max()
+            .unwrap_or(0);
         for v in VARIABLES {
             let default = v.default.unwrap_or("(unset)");
             text.push_str(&format!(
-                "  {:<28} default {:<14} {}\n",
+                "  {:<name_width$} default {:<default_width$} {}\n",
                 v.name, default, v.help
             ));
         }
@@ -209,7 +250,7 @@ impl fmt::Display for Config {
             "store={kind} ({detail}) listen={} metrics={} max_batch={} queue={} read_cache_ttl={:?} \
              edge_ttl={}s statement_timeout={:?} request_timeout={:?} header_read_timeout={:?} \
              keepalive_idle={:?} max_connections={} drain={:?} shutdown_timeout={:?} workers={} \
-             access_log_every={}",
+             access_log_every={} traces={}",
             self.listen_addr,
             self.metrics_addr,
             self.max_batch,
@@ -225,8 +266,104 @@ impl fmt::Display for Config {
             self.shutdown_timeout,
             self.worker_threads,
             self.access_log_every,
+            self.traces
+                .as_ref()
+                .map_or_else(|| "off".to_string(), |t| format!("{} ratio={}", t.endpoint, t.sample_ratio)),
         )
     }
+}
+
+fn trace_config(env: &Env<'_>) -> Result<Option<TraceConfig>, ConfigError> {
+    if !env.flag("OTEL_ENABLED")? {
+        return Ok(None);
+    }
+    let sampler = env.string("OTEL_TRACES_SAMPLER");
+    if sampler != "parentbased_traceidratio" {
+        // Refused rather than ignored: an operator asking for always_on must not silently get 5 %.
+        return Err(ConfigError {
+            name: "OTEL_TRACES_SAMPLER",
+            value: sampler,
+            expected: "parentbased_traceidratio (set the share with OTEL_TRACES_SAMPLER_ARG)"
+                .into(),
+        });
+    }
+    let ratio = env.string("OTEL_TRACES_SAMPLER_ARG");
+    let sample_ratio = match ratio.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => r,
+        _ => {
+            return Err(ConfigError {
+                name: "OTEL_TRACES_SAMPLER_ARG",
+                value: ratio,
+                expected: "a number from 0 to 1".into(),
+            })
+        }
+    };
+    let mut resource: Vec<(String, String)> = vec![
+        ("service.name".into(), "counter-origin".into()),
+        ("service.version".into(), env!("CARGO_PKG_VERSION").into()),
+        (
+            "deployment.environment".into(),
+            env.string("DEPLOYMENT_ENVIRONMENT"),
+        ),
+    ];
+    for (key, name) in [
+        ("k8s.pod.name", "POD_NAME"),
+        ("k8s.namespace.name", "POD_NAMESPACE"),
+        ("k8s.node.name", "NODE_NAME"),
+        ("host.name", "NODE_NAME"),
+    ] {
+        if let Some(value) = env.raw(name) {
+            resource.push((key.into(), value));
+        }
+    }
+    if let Some(list) = env.raw("OTEL_RESOURCE_ATTRIBUTES") {
+        resource.extend(resource_attributes(&list).map_err(|expected| ConfigError {
+            name: "OTEL_RESOURCE_ATTRIBUTES",
+            value: list.clone(),
+            expected,
+        })?);
+    }
+    if let Some(name) = env.raw("OTEL_SERVICE_NAME") {
+        resource.push(("service.name".into(), name));
+    }
+    Ok(Some(TraceConfig {
+        endpoint: env
+            .raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .unwrap_or_else(|| env.string("OTEL_EXPORTER_OTLP_ENDPOINT")),
+        sample_ratio,
+        resource,
+    }))
+}
+
+/// `key=value,key2=value2` with percent-encoded values (the OpenTelemetry specification's format).
+fn resource_attributes(list: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("key=value pairs separated by commas (no '=' in {pair:?})"))?;
+        let value = percent_decode(value.trim())
+            .ok_or_else(|| format!("valid percent-encoding in the value of {key:?}"))?;
+        out.push((key.trim().to_string(), value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; also hides `password=`.
@@ -291,6 +428,19 @@ impl Env<'_> {
                 name,
                 value,
                 expected: format!("a whole number from {min} to {max}"),
+            }),
+        }
+    }
+
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        let value = self.string(name);
+        match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(ConfigError {
+                name,
+                value,
+                expected: "true or false".into(),
             }),
         }
     }
@@ -382,6 +532,79 @@ mod tests {
         );
         let config = parse(&[("DATABASE_URL", "postgres://app:s3cr3t@db/c")]).unwrap();
         assert!(!config.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn tracing_is_off_unless_asked_for() {
+        assert!(parse(&[]).unwrap().traces.is_none());
+        assert!(parse(&[("OTEL_ENABLED", "false")])
+            .unwrap()
+            .traces
+            .is_none());
+        let traces = parse(&[("OTEL_ENABLED", "true")]).unwrap().traces.unwrap();
+        assert_eq!(traces.endpoint, "http://localhost:4317");
+        assert_eq!(traces.sample_ratio, 0.05);
+        assert_eq!(
+            parse(&[("OTEL_ENABLED", "yes")]).err().unwrap().name,
+            "OTEL_ENABLED"
+        );
+    }
+
+    #[test]
+    fn trace_settings_are_validated_and_follow_the_otel_precedence() {
+        let on = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = vec![("OTEL_ENABLED", "true")];
+            pairs.extend_from_slice(extra);
+            parse(&pairs)
+        };
+        for (name, value) in [
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+            ("OTEL_TRACES_SAMPLER_ARG", "half"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "novalue"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz"),
+        ] {
+            assert_eq!(on(&[(name, value)]).err().unwrap().name, name, "{value}");
+        }
+        let traces = on(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=from-attrs, team=sre%2Cops,k8s.pod.name=p2",
+            ),
+            ("POD_NAME", "p1"),
+            ("DEPLOYMENT_ENVIRONMENT", "production"),
+        ])
+        .unwrap()
+        .traces
+        .unwrap();
+        assert_eq!(traces.endpoint, "http://traces:4317");
+        // Later entries win when the resource is built.
+        let last = |key: &str| {
+            traces
+                .resource
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(last("service.name"), Some("from-attrs"));
+        assert_eq!(last("team"), Some("sre,ops"));
+        assert_eq!(last("k8s.pod.name"), Some("p2"));
+        assert_eq!(last("deployment.environment"), Some("production"));
+        assert_eq!(last("k8s.node.name"), None);
+        let named = on(&[
+            ("OTEL_SERVICE_NAME", "svc"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=x"),
+        ])
+        .unwrap()
+        .traces
+        .unwrap();
+        assert_eq!(
+            named.resource.last().unwrap(),
+            &("service.name".to_string(), "svc".to_string())
+        );
     }
 
     #[test]

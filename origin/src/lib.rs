@@ -24,6 +24,7 @@ pub use config::Config;
 use counter::{IncrementBatcher, ReadCache};
 use health::Readiness;
 use telemetry::metrics::Metrics;
+use telemetry::traces::Traces;
 
 /// Everything a request handler needs, wired once at start-up.
 pub struct App {
@@ -32,6 +33,8 @@ pub struct App {
     pub cache: Arc<ReadCache>,
     pub readiness: Arc<Readiness>,
     pub metrics: Arc<Metrics>,
+    /// `None` unless `OTEL_ENABLED=true`.
+    pub traces: Option<Arc<Traces>>,
     read_cache_control: HeaderValue,
 }
 
@@ -44,6 +47,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] store::OpenError),
+    #[error(transparent)]
+    Traces(#[from] telemetry::traces::StartError),
 }
 
 /// A started origin: its bound addresses and the handle to stop it.
@@ -92,6 +97,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         })?;
 
     let store = store::open(&config.store, config.statement_timeout)?;
+    let traces = match &config.traces {
+        Some(trace_config) => Some(Arc::new(Traces::start(trace_config, &config.store)?)),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new(config.ready_stale_after));
     let cache = Arc::new(ReadCache::new(
@@ -104,6 +113,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&cache),
         Arc::clone(&readiness),
         Arc::clone(&metrics),
+        traces.clone(),
         config.max_batch,
         config.write_queue_capacity,
     );
@@ -120,6 +130,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         cache,
         readiness,
         metrics,
+        traces,
     });
 
     let shutdown = Arc::new(Notify::new());
@@ -151,6 +162,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .flush_and_stop(left.max(std::time::Duration::from_millis(100)))
                 .await;
             checker.abort();
+            // Last: the final batches' spans are in the exporter's queue by now.
+            if let Some(traces) = app.traces.clone() {
+                let left = config.shutdown_timeout.saturating_sub(stopping.elapsed());
+                traces
+                    .shutdown(left.max(std::time::Duration::from_millis(500)))
+                    .await;
+            }
             let _ = private.await;
             tracing::info!(flushed, "stopped");
         })

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::logs::init(&config.log_level);
+    telemetry::logs::init(&config.log_level, config.traces.is_some());
     let runtime = match config.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()

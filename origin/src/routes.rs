@@ -8,11 +8,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use opentelemetry::context::FutureExt as _;
 
 use crate::assets::{self, Asset};
 use crate::counter::IncrementError;
 use crate::telemetry::logs;
 use crate::telemetry::metrics::{self, Endpoint};
+use crate::telemetry::traces::{self, Traces};
 use crate::App;
 
 pub type Body = Full<Bytes>;
@@ -35,6 +37,26 @@ const NO_STORE: &str = "no-store";
 
 /// Serves one request and records it (metrics, sampled access log).
 pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
+    match app.traces.as_deref() {
+        None => serve(app, request).await.1,
+        // Boxed: the untraced future stays as small as it was.
+        Some(traces) => Box::pin(serve_traced(traces, app, request)).await,
+    }
+}
+
+/// [`serve`] inside the request's span (`OTEL_ENABLED=true`). Its context is current while the
+/// handler runs, so the batcher links the span and log lines carry the trace id.
+async fn serve_traced(traces: &Traces, app: &App, request: Request<Incoming>) -> Response<Body> {
+    let Some(context) = traces.start_request(&request) else {
+        return serve(app, request).await.1;
+    };
+    let method = metrics::Method::of(request.method());
+    let (endpoint, response) = serve(app, request).with_context(context.clone()).await;
+    traces::end_request(&context, method, endpoint, response.status().as_u16());
+    response
+}
+
+async fn serve(app: &App, request: Request<Incoming>) -> (Endpoint, Response<Body>) {
     let started = Instant::now();
     let method = metrics::Method::of(request.method());
     let access_log = app.config.access_log_every;
@@ -55,7 +77,7 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
             micros = elapsed.as_micros() as u64,
         );
     }
-    response
+    (endpoint, response)
 }
 
 async fn route(

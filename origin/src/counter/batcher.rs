@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::SpanContext;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,7 @@ use super::ReadCache;
 use crate::health::Readiness;
 use crate::store::{CounterStore, StoreError};
 use crate::telemetry::metrics::{Metrics, StoreOp};
+use crate::telemetry::traces::{self, BatchTrace, Traces};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IncrementError {
@@ -45,13 +47,33 @@ const WITHDRAWN: u8 = 2;
 
 struct Pending {
     claim: Arc<AtomicU8>,
-    reply: oneshot::Sender<Result<i64, IncrementError>>,
+    reply: oneshot::Sender<Reply>,
+    /// The caller's request span is sampled: the batch carrying it gets a span to link to.
+    traced: bool,
+}
+
+/// What the writer answers a caller.
+struct Reply {
+    outcome: Result<i64, IncrementError>,
+    /// The span of the batch that carried a traced caller's increment (shared: one per batch, and
+    /// it keeps this reply small when tracing is off).
+    batch: Option<Arc<SpanContext>>,
+}
+
+impl Reply {
+    fn untraced(outcome: Result<i64, IncrementError>) -> Self {
+        Self {
+            outcome,
+            batch: None,
+        }
+    }
 }
 
 pub struct IncrementBatcher {
     queue: mpsc::Sender<Pending>,
     close: Arc<Notify>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    tracing: bool,
 }
 
 impl IncrementBatcher {
@@ -61,17 +83,20 @@ impl IncrementBatcher {
         cache: Arc<ReadCache>,
         readiness: Arc<Readiness>,
         metrics: Arc<Metrics>,
+        traces: Option<Arc<Traces>>,
         max_batch: usize,
         capacity: usize,
     ) -> Self {
         let (queue, receiver) = mpsc::channel(capacity);
         let close = Arc::new(Notify::new());
+        let tracing = traces.is_some();
         let writer = Writer {
             receiver,
             store,
             cache,
             readiness,
             metrics,
+            traces,
             max_batch,
             close: Arc::clone(&close),
         };
@@ -80,20 +105,24 @@ impl IncrementBatcher {
             queue,
             close,
             writer: Mutex::new(Some(writer)),
+            tracing,
         }
     }
 
-    /// Adds one to the counter and returns the value this increment produced.
+    /// Adds one to the counter and returns the value this increment produced. When the current
+    /// request span is sampled, it is linked to the span of the batch that carried the increment.
     pub async fn increment(
         &self,
         deadline: Instant,
         metrics: &Metrics,
     ) -> Result<i64, IncrementError> {
+        let traced = self.tracing && traces::current_span_sampled();
         let claim = Arc::new(AtomicU8::new(QUEUED));
         let (reply, mut answer) = oneshot::channel();
         match self.queue.try_send(Pending {
             claim: Arc::clone(&claim),
             reply,
+            traced,
         }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -102,19 +131,25 @@ impl IncrementBatcher {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(IncrementError::ShuttingDown),
         }
-        match tokio::time::timeout_at(deadline.into(), &mut answer).await {
-            Ok(outcome) => outcome.unwrap_or(Err(IncrementError::ShuttingDown)),
+        let reply = match tokio::time::timeout_at(deadline.into(), &mut answer).await {
+            Ok(reply) => reply.unwrap_or(Reply::untraced(Err(IncrementError::ShuttingDown))),
             Err(_)
                 if claim
                     .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok() =>
             {
                 metrics.expired.inc();
-                Err(IncrementError::DeadlineExceeded)
+                return Err(IncrementError::DeadlineExceeded);
             }
             // Taken into a batch: its statement is bounded by the store's call timeout.
-            Err(_) => answer.await.unwrap_or(Err(IncrementError::Ambiguous)),
+            Err(_) => answer
+                .await
+                .unwrap_or(Reply::untraced(Err(IncrementError::Ambiguous))),
+        };
+        if let Some(batch) = reply.batch {
+            traces::link_current_span(&batch);
         }
+        reply.outcome
     }
 
     /// Increments waiting in the queue (not yet taken into a batch).
@@ -146,6 +181,7 @@ struct Writer {
     cache: Arc<ReadCache>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
+    traces: Option<Arc<Traces>>,
     max_batch: usize,
     close: Arc<Notify>,
 }
@@ -174,7 +210,7 @@ impl Writer {
                     .claim
                     .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok();
-                claimed.then_some(p.reply)
+                claimed.then_some((p.reply, p.traced))
             }));
             if !batch.is_empty() {
                 self.commit(&mut batch).await;
@@ -182,36 +218,65 @@ impl Writer {
         }
     }
 
-    async fn commit(&self, batch: &mut Vec<oneshot::Sender<Result<i64, IncrementError>>>) {
+    /// `batch`: each caller's reply channel and whether its request span is sampled.
+    async fn commit(&self, batch: &mut Vec<(oneshot::Sender<Reply>, bool)>) {
         let n = batch.len() as i64;
+        // A span only for a batch that carries a sampled request (never when tracing is off).
+        let trace = self
+            .traces
+            .as_deref()
+            .filter(|_| batch.iter().any(|&(_, traced)| traced))
+            .map(|traces| (traces, traces.start_batch(batch.len())));
         let started = Instant::now();
-        let result = self.store.add(n).await;
+        let result = match &trace {
+            None => self.store.add(n).await,
+            Some((traces, batch_trace)) => traces.statement(batch_trace, self.store.add(n)).await,
+        };
         self.metrics.observe_store(StoreOp::Add, started.elapsed());
+        let trace = trace.map(|(_, batch_trace)| batch_trace);
+        let batch_span = trace.as_ref().map(|t| Arc::new(t.span_context()));
+        let link = |traced: bool| batch_span.as_ref().filter(|_| traced).map(Arc::clone);
         match result {
             Ok(value) => {
                 self.metrics.batch_size.observe(n as f64);
                 self.metrics.committed.inc_by(n as u64);
                 self.readiness.store_answered();
                 self.cache.observe_committed(value).await;
-                for (reply, own) in batch.drain(..).zip(value - n + 1..) {
-                    let _ = reply.send(Ok(own)); // a caller that went away was still counted
+                for ((reply, traced), own) in batch.drain(..).zip(value - n + 1..) {
+                    // A caller that went away was still counted.
+                    let _ = reply.send(Reply {
+                        outcome: Ok(own),
+                        batch: link(traced),
+                    });
+                }
+                if let Some(trace) = trace {
+                    trace.end("committed");
                 }
             }
             Err(error) => {
-                let outcome = match &error {
+                // The batch's trace id on these log lines (the guard is dropped before any await).
+                let in_batch = trace.as_ref().map(BatchTrace::enter);
+                let (outcome, label) = match &error {
                     StoreError::Unavailable(_) => {
                         self.metrics.failed.inc_by(n as u64);
                         tracing::warn!(batch = n, %error, "increment batch failed; nothing counted");
-                        IncrementError::Unavailable
+                        (IncrementError::Unavailable, "failed")
                     }
                     StoreError::Ambiguous(_) => {
                         self.metrics.ambiguous.inc_by(n as u64);
                         tracing::error!(batch = n, %error, "increment batch outcome unknown; it may have been counted");
-                        IncrementError::Ambiguous
+                        (IncrementError::Ambiguous, "ambiguous")
                     }
                 };
-                for reply in batch.drain(..) {
-                    let _ = reply.send(Err(outcome.clone()));
+                for (reply, traced) in batch.drain(..) {
+                    let _ = reply.send(Reply {
+                        outcome: Err(outcome.clone()),
+                        batch: link(traced),
+                    });
+                }
+                drop(in_batch);
+                if let Some(trace) = trace {
+                    trace.end(label);
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! Logs and metrics (traces join here with the observability work).
+//! Logs, metrics and (with `OTEL_ENABLED=true`) traces.
 
 pub mod logs;
 pub mod metrics;
+pub mod traces;

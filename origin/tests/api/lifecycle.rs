@@ -281,13 +281,25 @@ async fn sigterm_under_load_drains_and_loses_no_accepted_increment() {
 
 #[test]
 fn the_readme_documents_every_variable_with_its_default() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     for variable in counter_origin::config::VARIABLES {
         let row = readme
             .lines()
             .find(|line| line.starts_with(&format!("| `{}` |", variable.name)))
-            .unwrap_or_else(|| panic!("README's configuration table has no row for {}", variable.name));
-        let default = variable.default.map_or("unset".to_string(), |d| format!("`{d}`"));
-        assert!(row.contains(&format!("| {default} |")), "README row for {} does not give its default {default}: {row}", variable.name);
+            .unwrap_or_else(|| {
+                panic!(
+                    "README's configuration table has no row for {}",
+                    variable.name
+                )
+            });
+        let default = variable
+            .default
+            .map_or("unset".to_string(), |d| format!("`{d}`"));
+        assert!(
+            row.contains(&format!("| {default} |")),
+            "README row for {} does not give its default {default}: {row}",
+            variable.name
+        );
     }
 }

@@ -9,4 +9,5 @@ mod faults;
 mod http_limits;
 mod lifecycle;
 mod tls;
+mod tracing;
 mod write_path;
