@@ -16,7 +16,7 @@ ORIGIN_SRC = ROOT / "origin/src"
 # Fixed label values (DESIGN §5: no request can create a new series).
 ENDPOINTS = {"/api/counter", "/healthz", "/readyz", "static", "other"}
 METHODS = {"GET", "HEAD", "POST", "OPTIONS", "other"}
-OUTCOMES = {"committed", "shed", "failed", "ambiguous", "expired"}
+OUTCOMES = {"committed", "shed", "failed", "ambiguous", "expired", "replayed"}
 
 # name → (type, {label: allowed values, or None for "any value"})
 METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {

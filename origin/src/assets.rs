@@ -1,5 +1,6 @@
 //! The page and its assets, embedded from `static/` at build time (see `build.rs`).
 
+#[derive(Debug, PartialEq, Eq)]
 pub struct Asset {
     pub path: &'static str,
     pub body: &'static [u8],

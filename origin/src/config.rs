@@ -71,6 +71,7 @@ pub const VARIABLES: &[Variable] = &[
     var("WORKER_THREADS", "0", "tokio worker threads; 0: one per core, 1: a single-threaded runtime"),
     var("LOG_LEVEL", "info", "tracing filter (error, warn, info, debug or a directive list)"),
     var("ACCESS_LOG_EVERY", "100", "log one request in N (0: none, 1: all); 5xx answers are always logged"),
+    var("IDEMPOTENCY_KEY_RETENTION_S", "86400", "how long a POST's Idempotency-Key is remembered (retries within it count once)"),
     var("OTEL_ENABLED", "false", "true: X-Ray traces over OTLP/gRPC and trace ids in log lines; false: no tracer, no cost"),
     var("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317", "OTLP/gRPC collector (the ADOT collector); other OTEL_EXPORTER_OTLP_* (headers, timeout, compression) are read by the SDK"),
     unset("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "traces-only collector endpoint; wins over OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -130,6 +131,7 @@ pub struct Config {
     pub worker_threads: usize,
     pub log_level: String,
     pub access_log_every: u64,
+    pub idempotency_key_retention: Duration,
     /// `None` when `OTEL_ENABLED=false`: nothing about tracing exists then.
     pub traces: Option<TraceConfig>,
 }
@@ -200,6 +202,11 @@ impl Config {
             worker_threads: env.number("WORKER_THREADS", 0, 1024)? as usize,
             log_level: env.string("LOG_LEVEL"),
             access_log_every: env.number("ACCESS_LOG_EVERY", 0, u64::MAX)?,
+            idempotency_key_retention: Duration::from_secs(env.number(
+                "IDEMPOTENCY_KEY_RETENTION_S",
+                60,
+                31_536_000,
+            )?),
             traces: trace_config(&env)?,
         };
         if config.ready_stale_after <= config.ready_check_interval {

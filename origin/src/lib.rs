@@ -117,6 +117,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.max_batch,
         config.write_queue_capacity,
     );
+    let pruner =
+        counter::idempotency::spawn_pruner(Arc::clone(&store), config.idempotency_key_retention);
     let checker = health::spawn_store_checker(
         store,
         Arc::clone(&readiness),
@@ -162,6 +164,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .flush_and_stop(left.max(std::time::Duration::from_millis(100)))
                 .await;
             checker.abort();
+            pruner.abort();
             // Last: the final batches' spans are in the exporter's queue by now.
             if let Some(traces) = app.traces.clone() {
                 let left = config.shutdown_timeout.saturating_sub(stopping.elapsed());

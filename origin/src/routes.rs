@@ -6,12 +6,12 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use opentelemetry::context::FutureExt as _;
 
 use crate::assets::{self, Asset};
-use crate::counter::IncrementError;
+use crate::counter::{idempotency, IncrementError};
 use crate::telemetry::logs;
 use crate::telemetry::metrics::{self, Endpoint};
 use crate::telemetry::traces::{self, Traces};
@@ -59,15 +59,15 @@ async fn serve_traced(traces: &Traces, app: &App, request: Request<Incoming>) ->
 async fn serve(app: &App, request: Request<Incoming>) -> (Endpoint, Response<Body>) {
     let started = Instant::now();
     let method = metrics::Method::of(request.method());
-    let access_log = app.config.access_log_every;
-    // Only needed when the line is written; kept out of the hot path otherwise.
-    let path_for_log = (access_log > 0).then(|| truncated(request.uri().path()));
+    let sampled = logs::sample_access_log(app.config.access_log_every);
+    // Copied only for a sampled line: no allocation on the hot path otherwise.
+    let path_for_log = sampled.then(|| truncated(request.uri().path()));
     let (endpoint, response) = route(app, request, started + app.config.request_timeout).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics
         .observe_request(method, endpoint, status, elapsed);
-    if status >= 500 || logs::sample_access_log(access_log) {
+    if sampled || status >= 500 {
         tracing::info!(
             target: "access",
             method = method.label(),
@@ -80,47 +80,87 @@ async fn serve(app: &App, request: Request<Incoming>) -> (Endpoint, Response<Bod
     (endpoint, response)
 }
 
+/// What a request asks for, decided from its method and path alone: the router's whole decision,
+/// kept free of I/O so it can be tested exhaustively and fuzzed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ReadCounter,
+    Increment,
+    Health,
+    Ready,
+    Asset(&'static Asset),
+    /// `204` listing the allowed methods.
+    Options(&'static str),
+    /// `405` with `Allow`.
+    MethodNotAllowed(&'static str),
+    NotFound,
+}
+
+/// Routes by exact path (query strings never matter) and method.
+pub fn resolve(method: &Method, path: &str) -> Route {
+    let (endpoint, asset) = match path {
+        "/api/counter" => (Endpoint::Counter, None),
+        "/healthz" => (Endpoint::Healthz, None),
+        "/readyz" => (Endpoint::Readyz, None),
+        _ => match assets::find(path) {
+            Some(asset) => (Endpoint::Static, Some(asset)),
+            None => {
+                return Route {
+                    endpoint: Endpoint::Other,
+                    action: Action::NotFound,
+                }
+            }
+        },
+    };
+    let allow = if endpoint == Endpoint::Counter {
+        COUNTER_ALLOW
+    } else {
+        READ_ONLY_ALLOW
+    };
+    let action = match (method, endpoint) {
+        (&Method::GET | &Method::HEAD, Endpoint::Counter) => Action::ReadCounter,
+        (&Method::POST, Endpoint::Counter) => Action::Increment,
+        (&Method::GET | &Method::HEAD, Endpoint::Healthz) => Action::Health,
+        (&Method::GET | &Method::HEAD, Endpoint::Readyz) => Action::Ready,
+        (&Method::GET | &Method::HEAD, _) => asset.map_or(Action::NotFound, Action::Asset),
+        (&Method::OPTIONS, _) => Action::Options(allow),
+        _ => Action::MethodNotAllowed(allow),
+    };
+    Route { endpoint, action }
+}
+
 async fn route(
     app: &App,
     request: Request<Incoming>,
     deadline: Instant,
 ) -> (Endpoint, Response<Body>) {
-    let method = request.method();
-    match request.uri().path() {
-        "/api/counter" => {
-            let response = match *method {
-                Method::GET | Method::HEAD => read_counter(app, &request, deadline).await,
-                Method::POST => increment_counter(app, request, deadline).await,
-                Method::OPTIONS => options(COUNTER_ALLOW),
-                _ => method_not_allowed(COUNTER_ALLOW),
-            };
-            (Endpoint::Counter, response)
-        }
-        "/healthz" => (
-            Endpoint::Healthz,
-            read_only(method, || probe(StatusCode::OK, r#"{"status":"ok"}"#)),
-        ),
-        "/readyz" => (
-            Endpoint::Readyz,
-            read_only(method, || match app.readiness.check() {
-                Ok(()) => probe(StatusCode::OK, r#"{"status":"ready"}"#),
-                Err(not_ready) => {
-                    let mut response = probe(StatusCode::SERVICE_UNAVAILABLE, not_ready.body());
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
-                    response
-                }
-            }),
-        ),
-        path => match assets::find(path) {
-            Some(asset) => (
-                Endpoint::Static,
-                read_only(method, || serve_asset(asset, &request)),
-            ),
-            None => (Endpoint::Other, error(StatusCode::NOT_FOUND, "not found")),
+    let Route { endpoint, action } = resolve(request.method(), request.uri().path());
+    let response = match action {
+        Action::ReadCounter => read_counter(app, &request, deadline).await,
+        Action::Increment => increment_counter(app, request, deadline).await,
+        Action::Health => probe(StatusCode::OK, r#"{"status":"ok"}"#),
+        Action::Ready => match app.readiness.check() {
+            Ok(()) => probe(StatusCode::OK, r#"{"status":"ready"}"#),
+            Err(not_ready) => {
+                let mut response = probe(StatusCode::SERVICE_UNAVAILABLE, not_ready.body());
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+                response
+            }
         },
-    }
+        Action::Asset(asset) => serve_asset(asset, &request),
+        Action::Options(allow) => options(allow),
+        Action::MethodNotAllowed(allow) => method_not_allowed(allow),
+        Action::NotFound => error(StatusCode::NOT_FOUND, "not found"),
+    };
+    (endpoint, response)
 }
 
 async fn read_counter(app: &App, request: &Request<Incoming>, deadline: Instant) -> Response<Body> {
@@ -133,7 +173,7 @@ async fn read_counter(app: &App, request: &Request<Incoming>, deadline: Instant)
         Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded"),
     };
     let etag = etag_of(value);
-    let status = if if_none_match(request, &etag) {
+    let status = if if_none_match(request.headers(), etag.as_bytes()) {
         StatusCode::NOT_MODIFIED
     } else {
         StatusCode::OK
@@ -155,10 +195,14 @@ async fn increment_counter(
     request: Request<Incoming>,
     deadline: Instant,
 ) -> Response<Body> {
+    let key = match idempotency::from_headers(request.headers()) {
+        Ok(key) => key,
+        Err(invalid) => return error(StatusCode::BAD_REQUEST, invalid.message()),
+    };
     if let Err(response) = discard_body(request.into_body(), deadline).await {
         return response;
     }
-    match app.batcher.increment(deadline, &app.metrics).await {
+    match app.batcher.increment(deadline, &app.metrics, key).await {
         Ok(value) => {
             let mut response = json(StatusCode::OK, value_body(value));
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
@@ -206,7 +250,7 @@ async fn discard_body(body: Incoming, deadline: Instant) -> Result<(), Response<
 
 fn serve_asset(asset: &'static Asset, request: &Request<Incoming>) -> Response<Body> {
     let etag = HeaderValue::from_static(asset.etag);
-    let not_modified = if_none_match(request, &etag);
+    let not_modified = if_none_match(request.headers(), etag.as_bytes());
     let mut response = Response::new(if not_modified {
         Body::default()
     } else {
@@ -246,15 +290,6 @@ fn serve_asset(asset: &'static Asset, request: &Request<Incoming>) -> Response<B
     response
 }
 
-/// GET and HEAD run `answer`; OPTIONS lists them; anything else is 405.
-fn read_only(method: &Method, answer: impl FnOnce() -> Response<Body>) -> Response<Body> {
-    match *method {
-        Method::GET | Method::HEAD => answer(),
-        Method::OPTIONS => options(READ_ONLY_ALLOW),
-        _ => method_not_allowed(READ_ONLY_ALLOW),
-    }
-}
-
 /// The `Cache-Control` of `GET /api/counter`: the edge keeps it `s-maxage` seconds, may serve it
 /// one more second while refreshing, and up to a minute while the origin fails.
 ///
@@ -288,20 +323,16 @@ fn etag_of(value: i64) -> HeaderValue {
         .expect("digits and quotes are a valid header value")
 }
 
-/// `If-None-Match` with `*` or a list of tags; weak comparison, as RFC 9110 asks for this header.
-fn if_none_match(request: &Request<Incoming>, etag: &HeaderValue) -> bool {
-    let etag = etag.as_bytes();
-    request
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .any(|value| {
-            value.as_bytes().split(|&b| b == b',').any(|candidate| {
-                let candidate = candidate.trim_ascii();
-                let candidate = candidate.strip_prefix(b"W/").unwrap_or(candidate);
-                candidate == b"*" || candidate == etag
-            })
+/// `If-None-Match` with `*` or a list of tags matches `etag`; weak comparison, as RFC 9110 asks
+/// for this header.
+pub fn if_none_match(headers: &HeaderMap, etag: &[u8]) -> bool {
+    headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|candidate| {
+            let candidate = candidate.trim_ascii();
+            let candidate = candidate.strip_prefix(b"W/").unwrap_or(candidate);
+            candidate == b"*" || candidate == etag
         })
+    })
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Body> {
@@ -369,5 +400,81 @@ fn truncated(path: &str) -> String {
     match path.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &path[..cut]),
         None => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_and_method_resolves_as_the_contract_says() {
+        use Action::*;
+        let cases: &[(&str, Method, Endpoint, Action)] = &[
+            ("/api/counter", Method::GET, Endpoint::Counter, ReadCounter),
+            ("/api/counter", Method::HEAD, Endpoint::Counter, ReadCounter),
+            ("/api/counter", Method::POST, Endpoint::Counter, Increment),
+            (
+                "/api/counter",
+                Method::OPTIONS,
+                Endpoint::Counter,
+                Options(COUNTER_ALLOW),
+            ),
+            (
+                "/api/counter",
+                Method::DELETE,
+                Endpoint::Counter,
+                MethodNotAllowed(COUNTER_ALLOW),
+            ),
+            ("/healthz", Method::GET, Endpoint::Healthz, Health),
+            (
+                "/healthz",
+                Method::POST,
+                Endpoint::Healthz,
+                MethodNotAllowed(READ_ONLY_ALLOW),
+            ),
+            ("/readyz", Method::HEAD, Endpoint::Readyz, Ready),
+            (
+                "/readyz",
+                Method::OPTIONS,
+                Endpoint::Readyz,
+                Options(READ_ONLY_ALLOW),
+            ),
+            ("/metrics", Method::GET, Endpoint::Other, NotFound),
+            ("/api/counter/", Method::GET, Endpoint::Other, NotFound),
+            ("/API/COUNTER", Method::POST, Endpoint::Other, NotFound),
+            ("", Method::GET, Endpoint::Other, NotFound),
+        ];
+        for (path, method, endpoint, action) in cases {
+            assert_eq!(
+                resolve(method, path),
+                Route {
+                    endpoint: *endpoint,
+                    action: *action
+                },
+                "{method} {path}"
+            );
+        }
+        let page = assets::find("/index.html").expect("static/index.html");
+        assert_eq!(resolve(&Method::GET, "/").action, Asset(page));
+        assert_eq!(
+            resolve(&Method::POST, "/").action,
+            MethodNotAllowed(READ_ONLY_ALLOW)
+        );
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(if_none_match(&with("\"7\""), b"\"7\""));
+        assert!(if_none_match(&with("W/\"7\""), b"\"7\""));
+        assert!(if_none_match(&with("\"1\", \"7\""), b"\"7\""));
+        assert!(if_none_match(&with("*"), b"\"7\""));
+        assert!(!if_none_match(&with("\"70\""), b"\"7\""));
+        assert!(!if_none_match(&HeaderMap::new(), b"\"7\""));
     }
 }

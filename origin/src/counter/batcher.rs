@@ -8,7 +8,9 @@
 //! - `Overloaded` / `ShuttingDown` / `DeadlineExceeded`: never counted.
 //! - `Unavailable`: the statement failed before committing; nothing of the batch counted.
 //! - `Ambiguous`: the connection died after the statement was sent; it may have counted.
-//!   Counted in a metric and logged; `Idempotency-Key` is how clients make retries safe.
+//!   Counted in a metric and logged; `Idempotency-Key` is how clients make retries safe: a batch
+//!   carrying keys commits as one transaction that also records them, so a retry with the same key
+//!   gets the first answer instead of a second increment.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,9 +20,10 @@ use opentelemetry::trace::SpanContext;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
+use super::idempotency::IdempotencyKey;
 use super::ReadCache;
 use crate::health::Readiness;
-use crate::store::{CounterStore, StoreError};
+use crate::store::{CounterStore, KeyedAdd, StoreError};
 use crate::telemetry::metrics::{Metrics, StoreOp};
 use crate::telemetry::traces::{self, BatchTrace, Traces};
 
@@ -50,6 +53,14 @@ struct Pending {
     reply: oneshot::Sender<Reply>,
     /// The caller's request span is sampled: the batch carrying it gets a span to link to.
     traced: bool,
+    key: Option<IdempotencyKey>,
+}
+
+/// An increment the writer has taken into a batch.
+struct Taken {
+    reply: oneshot::Sender<Reply>,
+    traced: bool,
+    key: Option<IdempotencyKey>,
 }
 
 /// What the writer answers a caller.
@@ -111,10 +122,14 @@ impl IncrementBatcher {
 
     /// Adds one to the counter and returns the value this increment produced. When the current
     /// request span is sampled, it is linked to the span of the batch that carried the increment.
+    ///
+    /// With an `Idempotency-Key`, a key already committed returns its first value and counts
+    /// nothing (the key is stored in the same transaction as its increment).
     pub async fn increment(
         &self,
         deadline: Instant,
         metrics: &Metrics,
+        key: Option<IdempotencyKey>,
     ) -> Result<i64, IncrementError> {
         let traced = self.tracing && traces::current_span_sampled();
         let claim = Arc::new(AtomicU8::new(QUEUED));
@@ -123,6 +138,7 @@ impl IncrementBatcher {
             claim: Arc::clone(&claim),
             reply,
             traced,
+            key,
         }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -210,7 +226,11 @@ impl Writer {
                     .claim
                     .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok();
-                claimed.then_some((p.reply, p.traced))
+                claimed.then_some(Taken {
+                    reply: p.reply,
+                    traced: p.traced,
+                    key: p.key,
+                })
             }));
             if !batch.is_empty() {
                 self.commit(&mut batch).await;
@@ -218,35 +238,55 @@ impl Writer {
         }
     }
 
-    /// `batch`: each caller's reply channel and whether its request span is sampled.
-    async fn commit(&self, batch: &mut Vec<(oneshot::Sender<Reply>, bool)>) {
+    /// Commits one batch: ONE `add(n)` statement, or — when any caller sent an
+    /// `Idempotency-Key` — one transaction that also looks up and stores the keys.
+    async fn commit(&self, batch: &mut Vec<Taken>) {
         let n = batch.len() as i64;
         // A span only for a batch that carries a sampled request (never when tracing is off).
         let trace = self
             .traces
             .as_deref()
-            .filter(|_| batch.iter().any(|&(_, traced)| traced))
+            .filter(|_| batch.iter().any(|taken| taken.traced))
             .map(|traces| (traces, traces.start_batch(batch.len())));
+        let keyed = batch.iter().any(|taken| taken.key.is_some());
+        let statement = async {
+            if keyed {
+                let entries = batch
+                    .iter_mut()
+                    .map(|t| t.key.take().map(IdempotencyKey::into_inner))
+                    .collect();
+                self.store.add_keyed(entries).await
+            } else {
+                let last = self.store.add(n).await?;
+                Ok(KeyedAdd {
+                    values: (last - n + 1..=last).collect(),
+                    counted: n as u64,
+                })
+            }
+        };
         let started = Instant::now();
         let result = match &trace {
-            None => self.store.add(n).await,
-            Some((traces, batch_trace)) => traces.statement(batch_trace, self.store.add(n)).await,
+            None => statement.await,
+            Some((traces, batch_trace)) => traces.statement(batch_trace, statement).await,
         };
         self.metrics.observe_store(StoreOp::Add, started.elapsed());
         let trace = trace.map(|(_, batch_trace)| batch_trace);
         let batch_span = trace.as_ref().map(|t| Arc::new(t.span_context()));
         let link = |traced: bool| batch_span.as_ref().filter(|_| traced).map(Arc::clone);
         match result {
-            Ok(value) => {
+            Ok(KeyedAdd { values, counted }) => {
                 self.metrics.batch_size.observe(n as f64);
-                self.metrics.committed.inc_by(n as u64);
+                self.metrics.committed.inc_by(counted);
+                self.metrics.replayed.inc_by(n as u64 - counted);
                 self.readiness.store_answered();
-                self.cache.observe_committed(value).await;
-                for ((reply, traced), own) in batch.drain(..).zip(value - n + 1..) {
+                if let Some(&highest) = values.iter().max() {
+                    self.cache.observe_committed(highest).await;
+                }
+                for (taken, own) in batch.drain(..).zip(values) {
                     // A caller that went away was still counted.
-                    let _ = reply.send(Reply {
+                    let _ = taken.reply.send(Reply {
                         outcome: Ok(own),
-                        batch: link(traced),
+                        batch: link(taken.traced),
                     });
                 }
                 if let Some(trace) = trace {
@@ -268,10 +308,10 @@ impl Writer {
                         (IncrementError::Ambiguous, "ambiguous")
                     }
                 };
-                for (reply, traced) in batch.drain(..) {
-                    let _ = reply.send(Reply {
+                for taken in batch.drain(..) {
+                    let _ = taken.reply.send(Reply {
                         outcome: Err(outcome.clone()),
-                        batch: link(traced),
+                        batch: link(taken.traced),
                     });
                 }
                 drop(in_batch);

@@ -3,6 +3,7 @@
 
 mod batcher;
 mod cache;
+pub mod idempotency;
 
 pub use batcher::{IncrementBatcher, IncrementError};
 pub use cache::ReadCache;

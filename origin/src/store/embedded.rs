@@ -4,12 +4,14 @@
 //! SQLite calls block, so each runs on tokio's blocking pool; the mutex serialises them, which
 //! matches SQLite's single writer anyway.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
-use super::{BoxFuture, CounterStore, OpenError, StoreError, COUNTER_ID};
+use super::{BoxFuture, CounterStore, KeyedAdd, KeyedBatch, OpenError, StoreError, COUNTER_ID};
 
 pub struct EmbeddedStore {
     connection: Arc<Mutex<Connection>>,
@@ -35,7 +37,10 @@ impl EmbeddedStore {
                  PRAGMA synchronous = FULL;
                  PRAGMA busy_timeout = 5000;
                  CREATE TABLE IF NOT EXISTS request_counter_state (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
-                 INSERT INTO request_counter_state (id, value) VALUES ({COUNTER_ID}, 0) ON CONFLICT (id) DO NOTHING;"
+                 INSERT INTO request_counter_state (id, value) VALUES ({COUNTER_ID}, 0) ON CONFLICT (id) DO NOTHING;
+                 CREATE TABLE IF NOT EXISTS counter_idempotency_keys (
+                     key TEXT PRIMARY KEY, value BIGINT NOT NULL, created_at INTEGER NOT NULL DEFAULT (unixepoch()));
+                 CREATE INDEX IF NOT EXISTS counter_idempotency_keys_created_at ON counter_idempotency_keys (created_at);"
             ))
             .map_err(failed)?;
         Ok(Self {
@@ -70,6 +75,48 @@ impl CounterStore for EmbeddedStore {
                 "UPDATE request_counter_state SET value = value + ?1 WHERE id = ?2 RETURNING value",
             )?
             .query_row((n, COUNTER_ID), |row| row.get(0))
+        })
+    }
+
+    fn add_keyed(
+        &self,
+        entries: Vec<Option<String>>,
+    ) -> BoxFuture<'_, Result<KeyedAdd, StoreError>> {
+        self.run(move |c| {
+            // IMMEDIATE takes the write lock up front: the lookup and the increment see one state.
+            let transaction = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            let mut stored = HashMap::new();
+            {
+                let mut lookup = transaction.prepare_cached("SELECT value FROM counter_idempotency_keys WHERE key = ?1")?;
+                for key in KeyedBatch::distinct_keys(&entries) {
+                    if let Some(value) = lookup.query_row([&key], |row| row.get::<_, i64>(0)).optional()? {
+                        stored.insert(key, value);
+                    }
+                }
+            }
+            let batch = KeyedBatch::plan(&entries, &stored);
+            let after: i64 = transaction
+                .prepare_cached("UPDATE request_counter_state SET value = value + ?1 WHERE id = ?2 RETURNING value")?
+                .query_row((batch.new_count(), COUNTER_ID), |row| row.get(0))?;
+            {
+                let mut insert = transaction.prepare_cached("INSERT INTO counter_idempotency_keys (key, value) VALUES (?1, ?2)")?;
+                for (key, value) in batch.keys_to_store(after) {
+                    insert.execute((key, value))?;
+                }
+            }
+            transaction.commit()?;
+            Ok(KeyedAdd { values: batch.values(after), counted: batch.new_count() as u64 })
+        })
+    }
+
+    fn prune_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let seconds = retention.as_secs() as i64;
+        self.run(move |c| {
+            c.prepare_cached(
+                "DELETE FROM counter_idempotency_keys WHERE created_at < unixepoch() - ?1",
+            )?
+            .execute([seconds])
+            .map(|n| n as u64)
         })
     }
 

@@ -6,6 +6,7 @@
 //! database the original filled. The schema is created on first use, idempotently.
 
 mod embedded;
+mod keys;
 mod postgres;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use embedded::EmbeddedStore;
+pub use keys::KeyedBatch;
 pub use postgres::PostgresStore;
 
 use crate::config::StoreConfig;
@@ -26,10 +28,27 @@ pub const COUNTER_ID: i32 = 1;
 pub trait CounterStore: Send + Sync + 'static {
     /// Adds `n` (≥ 1) in one statement and returns the value after it committed.
     fn add(&self, n: i64) -> BoxFuture<'_, Result<i64, StoreError>>;
+    /// For a batch where some callers sent an `Idempotency-Key`: in ONE transaction, adds one for
+    /// every entry that has no key or a key not committed before, and stores the new keys with
+    /// their values. Returns each entry's value (a known key gets its first answer again).
+    fn add_keyed(
+        &self,
+        entries: Vec<Option<String>>,
+    ) -> BoxFuture<'_, Result<KeyedAdd, StoreError>>;
+    /// Forgets keys committed more than `retention` ago; returns how many.
+    fn prune_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// The committed value.
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Proves the store answers and its schema is in place (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// What a keyed batch did: each entry's value, and how many entries counted (the others were
+/// retries of keys already committed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedAdd {
+    pub values: Vec<i64>,
+    pub counted: u64,
 }
 
 /// A store call that failed. The distinction decides what a caller may be told.

@@ -3,6 +3,7 @@
 //! start-up so an increment costs one round trip (no pre-ping, no BEGIN/COMMIT: the single
 //! `UPDATE … RETURNING` commits on its own).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-use super::{describe, BoxFuture, CounterStore, OpenError, StoreError, COUNTER_ID};
+use super::{
+    describe, BoxFuture, CounterStore, KeyedAdd, KeyedBatch, OpenError, StoreError, COUNTER_ID,
+};
 use crate::config::{PostgresConfig, TlsMode};
 
 const ADD_SQL: &str =
@@ -25,7 +28,23 @@ const MIGRATION_SQL: &str = "BEGIN;
 SELECT pg_advisory_xact_lock(7243012001);
 CREATE TABLE IF NOT EXISTS request_counter_state (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO request_counter_state (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS counter_idempotency_keys (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS counter_idempotency_keys_created_at ON counter_idempotency_keys (created_at);
 COMMIT;";
+
+/// Taking the counter row's lock first serialises keyed batches across pods: once we hold it, a
+/// key committed by anyone else is visible to our next statement (READ COMMITTED).
+const LOCK_SQL: &str = "SELECT value FROM request_counter_state WHERE id = $1 FOR UPDATE";
+const STORED_KEYS_SQL: &str = "SELECT key, value FROM counter_idempotency_keys WHERE key = ANY($1)";
+const STORE_KEYS_SQL: &str =
+    "INSERT INTO counter_idempotency_keys (key, value) SELECT * FROM unnest($1::text[], $2::bigint[])";
+/// Pruning deletes in slices so it never holds many row locks or runs one long statement.
+const PRUNE_SQL: &str = "DELETE FROM counter_idempotency_keys WHERE key IN (
+    SELECT key FROM counter_idempotency_keys WHERE created_at < now() - make_interval(secs => $1) LIMIT 5000)";
 
 pub struct PostgresStore {
     pool: Pool,
@@ -137,9 +156,105 @@ fn classify(e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
+impl PostgresStore {
+    async fn add_keyed_in_transaction(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        entries: &[Option<String>],
+        committing: &std::sync::atomic::AtomicBool,
+    ) -> Result<KeyedAdd, tokio_postgres::Error> {
+        let transaction = client.transaction().await?;
+        let locked: i64 = transaction
+            .query_one(LOCK_SQL, &[&COUNTER_ID])
+            .await?
+            .get(0);
+        let keys = KeyedBatch::distinct_keys(entries);
+        let stored: HashMap<String, i64> = transaction
+            .query(STORED_KEYS_SQL, &[&keys])
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let batch = KeyedBatch::plan(entries, &stored);
+        let after = if batch.new_count() > 0 {
+            transaction
+                .query_one(ADD_SQL, &[&batch.new_count(), &COUNTER_ID])
+                .await?
+                .get(0)
+        } else {
+            locked
+        };
+        let (new_keys, new_values): (Vec<String>, Vec<i64>) =
+            batch.keys_to_store(after).into_iter().unzip();
+        if !new_keys.is_empty() {
+            transaction
+                .execute(STORE_KEYS_SQL, &[&new_keys, &new_values])
+                .await?;
+        }
+        committing.store(true, Ordering::Relaxed);
+        transaction.commit().await?;
+        Ok(KeyedAdd {
+            values: batch.values(after),
+            counted: batch.new_count() as u64,
+        })
+    }
+}
+
 impl CounterStore for PostgresStore {
     fn add(&self, n: i64) -> BoxFuture<'_, Result<i64, StoreError>> {
         Box::pin(async move { self.query_value(ADD_SQL, &[&n, &COUNTER_ID]).await })
+    }
+
+    fn add_keyed(
+        &self,
+        entries: Vec<Option<String>>,
+    ) -> BoxFuture<'_, Result<KeyedAdd, StoreError>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            // Before COMMIT is sent, any failure rolls the whole batch back; only a connection
+            // lost during COMMIT leaves the outcome unknown.
+            let committing = std::sync::atomic::AtomicBool::new(false);
+            let work = self.add_keyed_in_transaction(&mut client, &entries, &committing);
+            // Four statements and a commit, each bounded by statement_timeout on the server.
+            match tokio::time::timeout(self.call_timeout * 2, work).await {
+                Ok(Ok(values)) => Ok(values),
+                Ok(Err(e)) if committing.load(Ordering::Relaxed) && e.as_db_error().is_none() => {
+                    Err(StoreError::Ambiguous(describe(&e)))
+                }
+                Ok(Err(e)) => Err(match classify(&e) {
+                    StoreError::Ambiguous(message) => StoreError::Unavailable(message),
+                    certain => certain,
+                }),
+                Err(_) => {
+                    let ambiguous = committing.load(Ordering::Relaxed);
+                    drop(deadpool_postgres::Object::take(client));
+                    let message = format!("no answer within {:?}", self.call_timeout * 2);
+                    Err(if ambiguous {
+                        StoreError::Ambiguous(message)
+                    } else {
+                        StoreError::Unavailable(message)
+                    })
+                }
+            }
+        })
+    }
+
+    fn prune_keys(&self, retention: Duration) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let seconds = retention.as_secs_f64();
+            let mut pruned = 0;
+            loop {
+                let deleted = client
+                    .execute(PRUNE_SQL, &[&seconds])
+                    .await
+                    .map_err(|e| classify(&e))?;
+                pruned += deleted;
+                if deleted < 5000 {
+                    return Ok(pruned);
+                }
+            }
+        })
     }
 
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>> {

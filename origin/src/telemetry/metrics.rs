@@ -124,6 +124,7 @@ pub struct Metrics {
     pub failed: IntCounter,
     pub ambiguous: IntCounter,
     pub expired: IntCounter,
+    pub replayed: IntCounter,
     pub ready: IntGauge,
 }
 
@@ -162,7 +163,7 @@ impl Metrics {
         let increments = IntCounterVec::new(
             Opts::new(
                 "counter_increments_total",
-                "Increments by outcome (committed, shed, failed, ambiguous, expired)",
+                "Increments by outcome (committed, shed, failed, ambiguous, expired; replayed: a retried Idempotency-Key answered from its first commit)",
             ),
             &["outcome"],
         )
@@ -205,6 +206,7 @@ impl Metrics {
             failed: outcome("failed"),
             ambiguous: outcome("ambiguous"),
             expired: outcome("expired"),
+            replayed: outcome("replayed"),
             ready: IntGauge::new("counter_ready", "1 when this process reports ready").unwrap(),
             requests,
             registry,

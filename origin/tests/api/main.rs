@@ -7,6 +7,7 @@ mod helpers;
 mod contract;
 mod faults;
 mod http_limits;
+mod idempotency;
 mod lifecycle;
 mod tls;
 mod tracing;
