@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use opentelemetry::context::FutureExt as _;
 
 use crate::assets::{self, Asset};
@@ -135,12 +135,29 @@ pub fn resolve(method: &Method, path: &str) -> Route {
     Route { endpoint, action }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`; HTTP/1.0 at most one; HTTP/2
+/// names its authority in the request line and may omit it.
+pub fn host_is_valid(headers: &HeaderMap, version: Version) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let first = hosts.next();
+    hosts.next().is_none() && (first.is_some() || version != Version::HTTP_11)
+}
+
 async fn route(
     app: &App,
     request: Request<Incoming>,
     deadline: Instant,
 ) -> (Endpoint, Response<Body>) {
     let Route { endpoint, action } = resolve(request.method(), request.uri().path());
+    if !host_is_valid(request.headers(), request.version()) {
+        return (
+            endpoint,
+            error(
+                StatusCode::BAD_REQUEST,
+                "exactly one Host header is required",
+            ),
+        );
+    }
     let response = match action {
         Action::ReadCounter => read_counter(app, &request, deadline).await,
         Action::Increment => increment_counter(app, request, deadline).await,
@@ -461,6 +478,23 @@ mod tests {
             resolve(&Method::POST, "/").action,
             MethodNotAllowed(READ_ONLY_ALLOW)
         );
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_host() {
+        let hosts = |n: usize| {
+            let mut headers = HeaderMap::new();
+            for _ in 0..n {
+                headers.append(header::HOST, HeaderValue::from_static("x"));
+            }
+            headers
+        };
+        assert!(host_is_valid(&hosts(1), Version::HTTP_11));
+        assert!(!host_is_valid(&hosts(0), Version::HTTP_11));
+        assert!(!host_is_valid(&hosts(2), Version::HTTP_11));
+        assert!(host_is_valid(&hosts(0), Version::HTTP_10));
+        assert!(!host_is_valid(&hosts(2), Version::HTTP_10));
+        assert!(host_is_valid(&hosts(0), Version::HTTP_2));
     }
 
     #[test]

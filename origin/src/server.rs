@@ -275,8 +275,12 @@ async fn serve_connection(
                         Verdict::Drop => return,
                         Verdict::CloseIdle => {
                             connection.as_mut().graceful_shutdown();
-                            close_deadline = Some(now + CLOSE_GRACE.as_millis() as u64);
-                            now + CLOSE_GRACE.as_millis() as u64
+                            // Nothing is in flight, so all hyper may still wait for is a request
+                            // head (e.g. a partial one pipelined behind the last request, which
+                            // the watchdog cannot see): the header timeout bounds that.
+                            let grace = header_timeout.min(CLOSE_GRACE.as_millis() as u64);
+                            close_deadline = Some(now + grace);
+                            now + grace
                         }
                     },
                 };

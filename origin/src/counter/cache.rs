@@ -49,7 +49,7 @@ impl ReadCache {
         let value = cache
             .try_get_with((), self.load())
             .await
-            .map_err(|shared: Arc<StoreError>| StoreError::Unavailable(shared.to_string()))?;
+            .map_err(|shared: Arc<StoreError>| (*shared).clone())?;
         Ok(self.observe(value))
     }
 

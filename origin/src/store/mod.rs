@@ -52,7 +52,7 @@ pub struct KeyedAdd {
 }
 
 /// A store call that failed. The distinction decides what a caller may be told.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Certainly not applied: no connection, statement refused, cancelled or timed out server-side.
     #[error("store unavailable: {0}")]
