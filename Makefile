@@ -1,5 +1,5 @@
 # Entry points. `make test` is the test command CI runs; `make run` serves the origin locally.
-.PHONY: run test test-rust build bench
+.PHONY: run test test-rust build bench chaos
 
 run:
 	cargo run --release -p counter-origin
@@ -17,3 +17,8 @@ test-%:
 # results in artifacts/bench/. Extra flags: make bench BENCH_ARGS="--rounds 5".
 bench:
 	scripts/bench.sh $(BENCH_ARGS)
+
+# Fault suite: database outages, SIGKILL, rolling restart behind HAProxy, slow and malformed
+# clients, secrets under failure, bounded fuzzing; a few minutes, figures in artifacts/chaos/.
+chaos:
+	scripts/chaos.sh $(CHAOS_ARGS)

