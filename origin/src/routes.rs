@@ -1,6 +1,7 @@
 //! Method + path → handler, and every answer the public listener gives (DESIGN §1). JSON bodies
 //! are built by hand (`itoa`): they are one number, and this is the hottest code in the service.
 
+use std::future::Future as _;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -181,7 +182,16 @@ async fn route(
 }
 
 async fn read_counter(app: &App, request: &Request<Incoming>, deadline: Instant) -> Response<Body> {
-    let value = match tokio::time::timeout_at(deadline.into(), app.cache.get()).await {
+    // A cache hit is ready at the first poll: answer it without arming a deadline timer (creating
+    // one touches the runtime handle every core shares); only a miss waits, bounded.
+    let read = app.cache.get();
+    tokio::pin!(read);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+    let outcome = match first {
+        std::task::Poll::Ready(outcome) => Ok(outcome),
+        std::task::Poll::Pending => tokio::time::timeout_at(deadline.into(), read).await,
+    };
+    let value = match outcome {
         Ok(Ok(value)) => value,
         Ok(Err(error)) => {
             tracing::warn!(%error, "read failed");

@@ -253,6 +253,8 @@ async fn serve_connection(
     let mut close_deadline: Option<u64> = None;
     loop {
         tokio::select! {
+            // The connection first: it is what wakes this task on every request.
+            biased;
             result = connection.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");

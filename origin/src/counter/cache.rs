@@ -4,8 +4,12 @@
 //!
 //! Values only grow, so the answer is the maximum of what was loaded and what was committed:
 //! a slow load that finishes after a newer commit cannot make the counter go backwards.
+//!
+//! A hit is the hottest path in the service (every edge refresh of every pod): while the value is
+//! fresh it is answered from two atomics, without a moka lookup (whose bookkeeping every core
+//! shares); moka holds the value and makes concurrent misses share one load.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +23,10 @@ pub struct ReadCache {
     cache: Option<Cache<(), i64>>,
     store: Arc<dyn CounterStore>,
     highest: AtomicI64,
+    /// Milliseconds since `epoch` until which `highest` may be served without asking moka.
+    fresh_until_ms: AtomicU64,
+    epoch: Instant,
+    ttl: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -30,6 +38,9 @@ impl ReadCache {
             cache,
             store,
             highest: AtomicI64::new(i64::MIN),
+            fresh_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            ttl,
             metrics,
         }
     }
@@ -41,13 +52,17 @@ impl ReadCache {
             let value = self.load().await?;
             return Ok(self.observe(value));
         };
-        if let Some(value) = cache.get(&()).await {
+        if self.now_ms() < self.fresh_until_ms.load(Ordering::Acquire) {
             self.metrics.cache_hits.inc();
-            return Ok(self.highest.load(Ordering::Relaxed).max(value));
+            return Ok(self.highest.load(Ordering::Relaxed));
         }
         self.metrics.cache_misses.inc();
         let value = cache
-            .try_get_with((), self.load())
+            .try_get_with((), async {
+                let value = self.load().await?;
+                self.refresh_window();
+                Ok(value)
+            })
             .await
             .map_err(|shared: Arc<StoreError>| (*shared).clone())?;
         Ok(self.observe(value))
@@ -58,7 +73,18 @@ impl ReadCache {
         let value = self.observe(value);
         if let Some(cache) = &self.cache {
             cache.insert((), value).await;
+            self.refresh_window();
         }
+    }
+
+    /// A value was just loaded or committed: serve it from memory for one TTL.
+    fn refresh_window(&self) {
+        let until = self.now_ms() + self.ttl.as_millis() as u64;
+        self.fresh_until_ms.fetch_max(until, Ordering::Release);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     fn observe(&self, value: i64) -> i64 {
