@@ -26,7 +26,9 @@ def alb() -> dict:
 
 
 def origin_config(docs: list[dict]) -> dict:
-    return find(docs, "ConfigMap", "counter-origin")["data"]
+    """The ConfigMap the origin container actually reads (its name carries a content hash)."""
+    (source,) = origin_container(docs)["envFrom"]
+    return find(docs, "ConfigMap", source["configMapRef"]["name"])["data"]
 
 
 def origin_container(docs: list[dict]) -> dict:
@@ -302,3 +304,14 @@ def test_argocd_project_admits_exactly_what_the_overlay_renders(prod, argocd):
     rendered = {(d["apiVersion"].rpartition("/")[0], d["kind"]) for d in prod}
     assert rendered - allowed - allowed_cluster == set(), "the AppProject would refuse part of the overlay"
     assert allowed | allowed_cluster == rendered, "the AppProject admits kinds the overlay never renders"
+
+
+@pytest.mark.parametrize("overlay", ["base", "prod"])
+def test_origin_configuration_changes_roll_the_pods(request, overlay):
+    # A plain ConfigMap changes under running pods, which never re-read their environment; a name
+    # that carries the content hash makes every edit a new pod template, so the Deployment rolls.
+    docs = request.getfixturevalue(overlay)
+    (source,) = origin_container(docs)["envFrom"]
+    name = source["configMapRef"]["name"]
+    assert re.fullmatch(r"counter-origin-[a-z0-9]{10}", name), f"origin ConfigMap {name!r} has no content hash"
+    assert "LISTEN_ADDR" in find(docs, "ConfigMap", name)["data"]

@@ -3,22 +3,22 @@ cross-part decision (Terraform owns the ALB; Kubernetes binds pods with a Target
 
 import pathlib
 
-import yaml
 
 from conftest import REPO, text_of
 
-# The origin's documented defaults (README configuration section), used when manifests/base does
-# not set the variable in a ConfigMap.
-ORIGIN_DEFAULTS = {"KEEPALIVE_IDLE_TIMEOUT_S": 75, "REQUEST_TIMEOUT_MS": 5000, "LISTEN_ADDR": "0.0.0.0:8080"}
+# The deployed origin's environment: manifests/base/origin.env, which kustomize turns into its ConfigMap.
+ORIGIN_ENV = pathlib.Path(REPO / "manifests" / "base" / "origin.env")
 
 
 def origin_setting(name):
-    """The value the deployed origin runs with: manifests/base ConfigMaps first, then the default."""
-    for path in sorted(pathlib.Path(REPO / "manifests" / "base").glob("**/*.y*ml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap" and name in (doc.get("data") or {}):
-                return doc["data"][name]
-    return ORIGIN_DEFAULTS[name]
+    """The value the deployed origin runs with; the deployment must set every value checked here."""
+    settings = {}
+    for line in ORIGIN_ENV.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    assert name in settings, f"{ORIGIN_ENV.relative_to(REPO)} does not set {name}"
+    return settings[name]
 
 
 def alb(layers):
