@@ -2,7 +2,7 @@
 
 The chain that makes it true has links in four places, and each is checked here:
 - the origin reads DATABASE_URL only from the Secret (no URL, hence no sslmode, in Git), and the
-  Secret is written by the bootstrap pipeline (and the README's manual recipe) with sslmode=require;
+  Secret is written by the bootstrap pipeline (and the manual recipe in manifests/README.md) with sslmode=require;
   with rustls, `require` verifies the chain and the host name, and the origin refuses `prefer`/`allow`
   (origin/src/config.rs; the secrets fault case shows an untrusted certificate being refused);
 - DATABASE_CA_FILE points at a file the prod overlay mounts read-only from the ConfigMap that the
@@ -113,7 +113,7 @@ def test_nothing_rendered_turns_tls_off(prod_text):
 def test_every_url_written_into_the_secret_requires_tls():
     sources = {
         ".github/workflows/bootstrap.yml": (REPO / ".github" / "workflows" / "bootstrap.yml").read_text(),
-        "README.md": (REPO / "README.md").read_text(),
+        "manifests/README.md": (REPO / "manifests" / "README.md").read_text(),
     }
     templates = {
         name: re.findall(r'"postgres://[^"]*"', text) for name, text in sources.items()

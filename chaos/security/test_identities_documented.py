@@ -1,4 +1,4 @@
-"""The README's identity table lists every IAM role Terraform creates and every Kubernetes service
+"""The identity table of docs/security.md lists every IAM role Terraform creates and every Kubernetes service
 account the project runs (issue 9: "the README lists each IAM role and Kubernetes service account
 with exactly what it may do"). A role or account added without a row fails here."""
 
@@ -76,23 +76,18 @@ def service_accounts() -> set[str]:
 
 @pytest.fixture(scope="module")
 def security_section() -> str:
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("<!-- section: reliability -->")
-    end = readme.index("\n## ", start)
-    section = readme[start:end]
-    assert "### Security" in section, "the Reliability section has no Security subsection"
-    return section[section.index("### Security"):]
+    return (REPO / "docs" / "security.md").read_text()
 
 
 def test_every_iam_role_has_a_row(security_section):
     names = role_names()
     assert {"github-plan", "github-apply", "github-release", "node", "adot-collector"} <= names, names
     missing = sorted(n for n in names if f"-{n}`" not in security_section)
-    assert not missing, f"IAM roles without a row in the README's Security table: {missing}"
+    assert not missing, f"IAM roles without a row in the Security table (docs/security.md): {missing}"
 
 
 def test_every_service_account_has_a_row(security_section):
     accounts = service_accounts()
     assert {"counter-origin", "adot-collector"} <= accounts, accounts
     missing = sorted(a for a in accounts if f"`{a}`" not in security_section)
-    assert not missing, f"service accounts without a row in the README's Security table: {missing}"
+    assert not missing, f"service accounts without a row in the Security table (docs/security.md): {missing}"

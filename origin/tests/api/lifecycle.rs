@@ -280,16 +280,16 @@ async fn sigterm_under_load_drains_and_loses_no_accepted_increment() {
 }
 
 #[test]
-fn the_readme_documents_every_variable_with_its_default() {
+fn the_configuration_doc_documents_every_variable_with_its_default() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
     for variable in counter_origin::config::VARIABLES {
         let row = readme
             .lines()
             .find(|line| line.starts_with(&format!("| `{}` |", variable.name)))
             .unwrap_or_else(|| {
                 panic!(
-                    "README's configuration table has no row for {}",
+                    "docs/configuration.md has no row for {}",
                     variable.name
                 )
             });
@@ -298,7 +298,7 @@ fn the_readme_documents_every_variable_with_its_default() {
             .map_or("unset".to_string(), |d| format!("`{d}`"));
         assert!(
             row.contains(&format!("| {default} |")),
-            "README row for {} does not give its default {default}: {row}",
+            "docs/configuration.md row for {} does not give its default {default}: {row}",
             variable.name
         );
     }
