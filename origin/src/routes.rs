@@ -16,7 +16,7 @@ use crate::counter::{idempotency, IncrementError};
 use crate::telemetry::logs;
 use crate::telemetry::metrics::{self, Endpoint};
 use crate::telemetry::traces::{self, Traces};
-use crate::App;
+use crate::app::App;
 
 pub type Body = Full<Bytes>;
 

@@ -25,7 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::{routes, App};
+use crate::app::App;
+use crate::routes;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
