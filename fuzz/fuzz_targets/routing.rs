@@ -1,5 +1,5 @@
 //! Routing: any method and any request target hyper accepts must route without panicking, and
-//! the decision must be one the HTTP contract allows (DESIGN §1).
+//! the decision must be one the HTTP contract allows (docs/design.md §1).
 //!
 //! Input: `METHOD SP TARGET` (bytes); inputs hyper itself would refuse are skipped, since they
 //! never reach the router.

@@ -1,4 +1,4 @@
-//! Method + path → handler, and every answer the public listener gives (DESIGN §1). JSON bodies
+//! Method + path → handler, every answer the public listener gives (docs/design.md §1). JSON bodies
 //! are built by hand (`itoa`): they are one number, and this is the hottest code in the service.
 
 use std::future::Future as _;
