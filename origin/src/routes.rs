@@ -11,12 +11,12 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use opentelemetry::context::FutureExt as _;
 
+use crate::app::App;
 use crate::assets::{self, Asset};
 use crate::counter::{idempotency, IncrementError};
 use crate::telemetry::logs;
 use crate::telemetry::metrics::{self, Endpoint};
 use crate::telemetry::traces::{self, Traces};
-use crate::app::App;
 
 pub type Body = Full<Bytes>;
 
@@ -387,6 +387,12 @@ fn error(status: StatusCode, message: &'static str) -> Response<Body> {
     body.put_slice(message.as_bytes());
     body.put_slice(b"\"}");
     json(status, body.freeze())
+}
+
+/// The answer to a request on a connection whose earlier answers are not being read (an HTTP/2
+/// client that opened its flow-control window to nothing): the server holds no more for it.
+pub fn unsent_answers_pending() -> Response<Body> {
+    unavailable("too many answers on this connection are waiting to be read")
 }
 
 fn unavailable(message: &'static str) -> Response<Body> {
