@@ -404,6 +404,8 @@ describe('the page in Chromium against a running origin', () => {
     await page.getByRole('button', { name: 'Add one' }).click();
     await failed;
     await expectState('sending', { label: 'Last known count', button: 'Adding…', busy: true });
+    await expectNoJump();
+    await screenshot('5-pending-while-down');
     for (let retry = 1; retry < 3; retry += 1) {
       failed = failedPost();
       await advanceUntilRequest('POST'); // the automatic retry after ~1 s, then ~2 s
@@ -417,9 +419,9 @@ describe('the page in Chromium against a running origin', () => {
     });
     assert.equal(posts.length - outageClickFrom, 3);
     await expectNoJump();
-    await screenshot('5-error-click');
+    await screenshot('6-error-click');
     await page.emulateMedia({ colorScheme: 'dark' });
-    await screenshot('5-error-click-dark');
+    await screenshot('6-error-click-dark');
     await page.emulateMedia({ colorScheme: 'light' });
   });
 
@@ -434,7 +436,7 @@ describe('the page in Chromium against a running origin', () => {
     assert.equal(value, countBeforeOutage, 'the click did not reach the stopped origin');
     assert.equal(await shownValue(), value, 'the number is current');
     await expectNoJump();
-    await screenshot('6-recovered-unconfirmed');
+    await screenshot('7-recovered-unconfirmed');
 
     await page.getByRole('button', { name: 'Send it again' }).click();
     await expectState('confirmed', { message: `Your click made it ${value + 1n}.`, tone: 'info' });
@@ -453,7 +455,7 @@ describe('the page in Chromium against a running origin', () => {
     await expectState('down', { label: 'Last known count', message: "Can't reach the counter.", tone: 'error' });
     assert.equal(await page.locator('#message .long').isVisible(), false);
     await expectNoJump();
-    await screenshot('7-narrow-error');
+    await screenshot('8-narrow-error');
 
     await startOriginAndRead();
     await expectState('idle', {});
