@@ -7,7 +7,10 @@
 //! - the first request on a connection, HTTP/1.1 or HTTP/2 (preface, settings and the first
 //!   stream's headers), must arrive within `HEADER_READ_TIMEOUT_MS` of the accept, and every later
 //!   HTTP/1.1 head within that of its first byte; otherwise the connection is dropped: slow,
-//!   silent and preface-only clients cannot hold connection slots;
+//!   silent and preface-only clients cannot hold connection slots. And at `MAX_CONNECTIONS`, a
+//!   new connection evicts the oldest one that has not yet sent a complete request, so a flood of
+//!   such connections cannot keep a real client waiting in the backlog for round after round of
+//!   header timeouts;
 //! - a connection with no request in flight (for HTTP/2: no open stream) for
 //!   `KEEPALIVE_IDLE_TIMEOUT_S` is closed gracefully. That timeout must exceed the ALB's (60 s):
 //!   the ALB must always be the side that closes an idle connection, or it may send a request
@@ -19,10 +22,11 @@
 //!   short `503`. With at most `MAX_H2_STREAMS` streams, this bounds what one connection can make
 //!   the process hold.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
 use crate::app::App;
 use crate::routes;
@@ -71,11 +76,8 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let (closing, closing_rx) = watch::channel(false);
     let builder = Arc::new(connection_builder());
+    let unproven = Arc::new(Unproven::default());
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&limit).acquire_owned() => permit.expect("never closed"),
-            _ = turned_true(&mut stop) => break,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -88,14 +90,35 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
             },
             _ = turned_true(&mut stop) => break,
         };
+        let permit = match Arc::clone(&limit).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // At the limit: make room by evicting a connection that never sent a request,
+                // else wait for one to end (one accepted socket waits here; the rest, in the
+                // kernel's backlog).
+                unproven.evict_oldest();
+                tokio::select! {
+                    permit = Arc::clone(&limit).acquire_owned() => permit.expect("never closed"),
+                    _ = turned_true(&mut stop) => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
+        let state = Arc::new(ConnectionState {
+            app: Arc::clone(&app),
+            activity: Activity::new(),
+            id: unproven.next_id(),
+            unproven: Arc::clone(&unproven),
+        });
+        let registration = unproven.insert(&state);
+        let task = tokio::spawn(serve_connection(
             stream,
-            Arc::clone(&app),
+            registration,
             Arc::clone(&builder),
             closing_rx.clone(),
             permit,
         ));
+        unproven.started(state.id, task.abort_handle());
     }
     drop(listener);
     let _ = closing.send(true);
@@ -166,10 +189,12 @@ impl Activity {
         }
     }
 
-    fn request_started(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// Returns true for the connection's first request.
+    fn request_started(&self) -> bool {
+        let first = self.requests.fetch_add(1, Ordering::Relaxed) == 0;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
+        first
     }
 
     /// The handler has answered; the answer now waits to be sent.
@@ -214,6 +239,80 @@ impl Activity {
 struct ConnectionState {
     app: Arc<App>,
     activity: Activity,
+    id: u64,
+    unproven: Arc<Unproven>,
+}
+
+/// Keeps a connection in [`Unproven`] until its task ends (also when aborted before it ran).
+struct Registration(Arc<ConnectionState>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.0.unproven.remove(self.0.id);
+    }
+}
+
+/// Open connections that have not yet sent a complete request, oldest first (ids grow).
+#[derive(Default)]
+struct Unproven {
+    next_id: std::sync::atomic::AtomicU64,
+    connections: Mutex<BTreeMap<u64, (Arc<ConnectionState>, Option<AbortHandle>)>>,
+}
+
+impl Unproven {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a connection before its task is spawned ([`Self::started`] adds the task).
+    fn insert(&self, state: &Arc<ConnectionState>) -> Registration {
+        self.lock().insert(state.id, (Arc::clone(state), None));
+        Registration(Arc::clone(state))
+    }
+
+    fn started(&self, id: u64, task: AbortHandle) {
+        if let Some((_, slot)) = self.lock().get_mut(&id) {
+            *slot = Some(task);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        // The entry holds an Arc of the state: take it out, drop it outside the lock.
+        let removed = self.lock().remove(&id);
+        drop(removed);
+    }
+
+    /// Ends the oldest connection that has sent no complete request; false when there is none.
+    fn evict_oldest(&self) -> bool {
+        let mut skipped = Vec::new();
+        let mut connections = self.lock();
+        let evicted = loop {
+            let Some((_, (state, task))) = connections.pop_first() else {
+                break false;
+            };
+            if let Some(task) = task.filter(|_| state.activity.requests.load(Ordering::Relaxed) == 0) {
+                task.abort();
+                skipped.push(state);
+                break true;
+            }
+            skipped.push(state);
+        };
+        drop(connections);
+        drop(skipped);
+        if evicted {
+            tracing::debug!("connection limit reached: evicted a connection that sent no request");
+        }
+        evicted
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<u64, (Arc<ConnectionState>, Option<AbortHandle>)>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// What the watchdog decides on each wake-up.
@@ -269,17 +368,15 @@ fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) 
 
 async fn serve_connection(
     stream: TcpStream,
-    app: Arc<App>,
+    registration: Registration,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut closing: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
     // One Arc per connection, cloned per request: the reference count stays on this
     // connection's core instead of being shared by every request in the process.
-    let connection_state = Arc::new(ConnectionState {
-        app: Arc::clone(&app),
-        activity: Activity::new(),
-    });
+    let connection_state = Arc::clone(&registration.0);
+    let app = Arc::clone(&connection_state.app);
     let service = {
         let state = Arc::clone(&connection_state);
         service_fn(move |request| {
@@ -425,7 +522,9 @@ struct InFlight {
 
 impl InFlight {
     fn start(state: Arc<ConnectionState>) -> Self {
-        state.activity.request_started();
+        if state.activity.request_started() {
+            state.unproven.remove(state.id);
+        }
         Self {
             state,
             answer_bytes: None,
