@@ -126,7 +126,8 @@ async fn run(config: Config) -> ExitCode {
     };
     if for_humans {
         eprintln!(
-            "counter-origin {VERSION}: open {} (metrics on {}/metrics; Ctrl-C stops)",
+            "counter-origin {}: open {} (metrics: {}/metrics; Ctrl-C stops)",
+            env!("CARGO_PKG_VERSION"),
             url_to_open(running.addr),
             url_to_open(running.metrics_addr).trim_end_matches('/'),
         );

@@ -360,13 +360,13 @@ fn pty() -> (OwnedFd, OwnedFd) {
 }
 
 #[tokio::test]
-async fn on_a_terminal_one_line_says_which_url_to_open() {
+async fn on_a_terminal_the_origin_says_which_url_to_open_and_how_to_skip_the_drain() {
     let data_dir = tempfile::tempdir().unwrap();
     let (_controller, terminal) = pty();
     let mut child = origin()
         .envs([
             ("DATA_DIR", data_dir.path().to_str().unwrap()),
-            ("DRAIN_PERIOD_MS", "0"),
+            ("DRAIN_PERIOD_MS", "600000"),
             // The terminal is never read: keep what is written to it small.
             ("LOG_LEVEL", "error"),
             ("LISTEN_ADDR", "0.0.0.0:0"),
@@ -398,10 +398,18 @@ async fn on_a_terminal_one_line_says_which_url_to_open() {
         hyper::StatusCode::OK,
         "the URL serves the page"
     );
-    signal(&child, libc::SIGTERM);
-    assert_eq!(exit_code(&mut child).await, 0);
-    // One line, and no drain notice: the drain is 0.
-    assert_eq!(stderr.next_line().await.unwrap(), None);
+    // Ctrl-C: a person is told how long the drain lasts and how to skip it.
+    signal(&child, libc::SIGINT);
+    let notice = next_line(&mut stderr, "the drain notice").await;
+    assert!(
+        notice.contains("draining for 600s") && notice.contains("Ctrl-C again exits at once"),
+        "{notice}"
+    );
+    signal(&child, libc::SIGINT);
+    assert_eq!(exit_code(&mut child).await, 130);
+    let last = next_line(&mut stderr, "the exit notice").await;
+    assert!(last.contains("second Ctrl-C: exiting now"), "{last}");
+    assert_eq!(stderr.next_line().await.unwrap(), None, "nothing else");
 }
 
 #[tokio::test]
