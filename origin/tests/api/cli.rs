@@ -446,3 +446,29 @@ async fn version_and_build_info_say_which_build_runs() {
     );
     app.stop().await;
 }
+
+#[test]
+fn make_run_serves_on_loopback_only() {
+    let output = std::process::Command::new("make")
+        .args(["--no-print-directory", "-n", "run"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("LISTEN_ADDR")
+        .env_remove("METRICS_ADDR")
+        .output()
+        .expect("`make` is needed for this test (apt-get install make)");
+    assert!(output.status.success());
+    let recipe = text(&output.stdout);
+    for default in [
+        "LISTEN_ADDR=${LISTEN_ADDR:-127.0.0.1:8080}",
+        "METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9090}",
+    ] {
+        assert!(
+            recipe.contains(default),
+            "make run does not set {default}: {recipe}"
+        );
+    }
+    assert!(
+        recipe.contains("cargo run --release -p counter-origin"),
+        "{recipe}"
+    );
+}
