@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         Action::Increment => assert!(method == Method::POST && route.endpoint == Endpoint::Counter),
         Action::Health => assert!(reads && path == "/healthz"),
         Action::Ready => assert!(reads && path == "/readyz"),
+        Action::Version => assert!(reads && path == "/version"),
         // Only GET/HEAD ever reach an asset, and only its own path (`/` is the page).
         Action::Asset(asset) => {
             let own = asset.path == path || (path == "/" && asset.path == "/index.html");

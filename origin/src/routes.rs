@@ -36,6 +36,19 @@ const PAGE_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=60";
 const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 const NO_STORE: &str = "no-store";
 
+/// Which build this process runs (build.rs stamps the revision and time), for an operator's
+/// `curl`; the edge does not forward it (`edge/functions/viewer-request.js`).
+pub const VERSION_PATH: &str = "/version";
+const VERSION_BODY: &str = concat!(
+    "{\"version\":\"",
+    env!("CARGO_PKG_VERSION"),
+    "\",\"revision\":\"",
+    env!("COUNTER_REVISION"),
+    "\",\"build_time\":\"",
+    env!("COUNTER_BUILD_TIME"),
+    "\"}"
+);
+
 /// Serves one request and records it (metrics, sampled access log).
 pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
     match app.traces.as_deref() {
@@ -95,6 +108,7 @@ pub enum Action {
     Increment,
     Health,
     Ready,
+    Version,
     Asset(&'static Asset),
     /// `204` listing the allowed methods.
     Options(&'static str),
@@ -109,6 +123,8 @@ pub fn resolve(method: &Method, path: &str) -> Route {
         "/api/counter" => (Endpoint::Counter, None),
         "/healthz" => (Endpoint::Healthz, None),
         "/readyz" => (Endpoint::Readyz, None),
+        // Labelled with the assets: a constant answer built into the binary.
+        VERSION_PATH => (Endpoint::Static, None),
         _ => match assets::find(path) {
             Some(asset) => (Endpoint::Static, Some(asset)),
             None => {
@@ -129,6 +145,7 @@ pub fn resolve(method: &Method, path: &str) -> Route {
         (&Method::POST, Endpoint::Counter) => Action::Increment,
         (&Method::GET | &Method::HEAD, Endpoint::Healthz) => Action::Health,
         (&Method::GET | &Method::HEAD, Endpoint::Readyz) => Action::Ready,
+        (&Method::GET | &Method::HEAD, _) if path == VERSION_PATH => Action::Version,
         (&Method::GET | &Method::HEAD, _) => asset.map_or(Action::NotFound, Action::Asset),
         (&Method::OPTIONS, _) => Action::Options(allow),
         _ => Action::MethodNotAllowed(allow),
@@ -173,6 +190,13 @@ async fn route(
                 response
             }
         },
+        Action::Version => {
+            let mut response = json(StatusCode::OK, Bytes::from_static(VERSION_BODY.as_bytes()));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+            response
+        }
         Action::Asset(asset) => serve_asset(asset, &request),
         Action::Options(allow) => options(allow),
         Action::MethodNotAllowed(allow) => method_not_allowed(allow),
@@ -473,6 +497,15 @@ mod tests {
                 Endpoint::Readyz,
                 Options(READ_ONLY_ALLOW),
             ),
+            ("/version", Method::GET, Endpoint::Static, Version),
+            ("/version", Method::HEAD, Endpoint::Static, Version),
+            (
+                "/version",
+                Method::POST,
+                Endpoint::Static,
+                MethodNotAllowed(READ_ONLY_ALLOW),
+            ),
+            ("/version/", Method::GET, Endpoint::Other, NotFound),
             ("/metrics", Method::GET, Endpoint::Other, NotFound),
             ("/api/counter/", Method::GET, Endpoint::Other, NotFound),
             ("/API/COUNTER", Method::POST, Endpoint::Other, NotFound),
