@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,75 @@ def test_preflight_skips_with_a_notice_naming_what_is_missing(sandbox, tmp_path)
     denied = sandbox.run("deploy/terraform-preflight.sh", "upstream", "app", "b",
                          env={"GITHUB_OUTPUT": str(out), "STUB_AWS_ERROR": "An error occurred (403) when calling the HeadObject operation: Forbidden"})
     assert denied.returncode != 0, "an access error is not 'not applied yet'"
+
+
+def run_step(sandbox, tmp_path, workflow, job, step_id, env):
+    """Run one workflow step's script as Actions would (bash -eo pipefail, in its working directory)."""
+    from conftest import load_workflow
+
+    job_def = load_workflow(workflow)["jobs"][job]
+    step = next(s for s in job_def["steps"] if s.get("id") == step_id)
+    layer = env["LAYER"]
+    cwd = sandbox.root / job_def["defaults"]["run"]["working-directory"].replace("${{ inputs.layer }}", layer)
+    run_dir = Path(tempfile.mkdtemp(dir=tmp_path))
+    output = run_dir / "github_output"
+    output.touch()
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=cwd, capture_output=True, text=True,
+                            env={**sandbox.env, "RUNNER_TEMP": str(run_dir), "GITHUB_OUTPUT": str(output), **env},
+                            timeout=60)
+    return result, output.read_text()
+
+
+NOT_FOUND = "An error occurred (404) when calling the HeadObject operation: Not Found"
+
+
+def test_apply_fails_on_a_missing_upstream_in_the_bootstrap_and_skips_on_push(sandbox, tmp_path):
+    """The bootstrap must stop when infra's state is missing; a push to main skips with a notice."""
+    env = {"LAYER": "app", "TF_STATE_BUCKET": "b", "CLUSTER": "c", "STUB_AWS_ERROR": NOT_FOUND}
+    failed, _ = run_step(sandbox, tmp_path, "terraform-apply.yml", "plan", "upstream", {**env, "SKIP": "false"})
+    assert failed.returncode != 0 and "::error::app cannot be applied" in failed.stdout
+    skipped, output = run_step(sandbox, tmp_path, "terraform-apply.yml", "plan", "upstream", {**env, "SKIP": "true"})
+    assert skipped.returncode == 0, skipped.stderr
+    assert output == "ready=false\n" and "::notice" in skipped.stdout
+    ready, output = run_step(sandbox, tmp_path, "terraform-apply.yml", "plan", "upstream",
+                             {"LAYER": "app", "TF_STATE_BUCKET": "b", "CLUSTER": "c", "SKIP": "false"})
+    assert ready.returncode == 0 and output.endswith("ready=true\n")
+
+
+def named_step(workflow, job, name_prefix):
+    """A workflow step found by the start of its name."""
+    from conftest import load_workflow
+
+    data = load_workflow(workflow)
+    step = next(s for s in data["jobs"][job]["steps"] if s.get("name", "").startswith(name_prefix))
+    return step
+
+
+def run_deploy_check(sandbox, tmp_path, kustomization):
+    step = named_step("bootstrap.yml", "deploy", "The prod overlay pins an image")
+    overlay = sandbox.root / "manifests" / "overlays" / "prod"
+    overlay.mkdir(parents=True, exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(kustomization)
+    run_dir = Path(tempfile.mkdtemp(dir=tmp_path))
+    (run_dir / "infra.json").write_text(outputs(ecr_repository_url="111122223333.dkr.ecr.eu-west-2.amazonaws.com/counter-origin"))
+    return subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=sandbox.root, capture_output=True,
+                          text=True, env={**sandbox.env, "RUNNER_TEMP": str(run_dir)}, timeout=60)
+
+
+def test_deploy_refuses_an_overlay_that_pins_no_image_of_this_account(sandbox, tmp_path):
+    """Issue 12 #3: the overlay pinned an example registry; the first sync waited for an image that
+    did not exist. The deploy stage now stops before registering the Application."""
+    example = (ROOT / "manifests" / "overlays" / "prod" / "kustomization.yaml").read_text()
+    example = example.replace("111122223333.dkr.ecr", "444455556666.dkr.ecr")  # another account's registry
+    result = run_deploy_check(sandbox, tmp_path, example)
+    assert result.returncode != 0 and "::error::" in result.stdout and "did the release stage run" in result.stdout
+    assert not any("ecr describe-images" in c for c in sandbox.calls())
+
+
+def test_deploy_checks_the_pinned_tag_exists_in_ecr(sandbox, tmp_path):
+    tag = "sha-" + "0123456789abcdef" * 2 + "01234567"
+    pinned = ("images:\n- name: counter-origin\n  newName: 111122223333.dkr.ecr.eu-west-2.amazonaws.com/counter-origin\n"
+              f"  newTag: {tag}\n")
+    result = run_deploy_check(sandbox, tmp_path, pinned)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"aws ecr describe-images --repository-name counter-origin --image-ids imageTag={tag}" in sandbox.calls()
