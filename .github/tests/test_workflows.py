@@ -254,6 +254,8 @@ def test_bootstrap_runs_the_six_stages_in_order():
         assert before in ([needs] if isinstance(needs, str) else needs), f"{after} must need {before}"
     assert bootstrap["jobs"]["infra"]["if"] == "github.ref == 'refs/heads/main'", "the pin commit goes to main"
     assert bootstrap["jobs"]["release"]["uses"] == "./.github/workflows/release.yml"
+    # Least privilege for secrets too: the called release gets the pin token and nothing else.
+    assert bootstrap["jobs"]["release"]["secrets"] == {"MANIFEST_PUSH_TOKEN": "${{ secrets.MANIFEST_PUSH_TOKEN }}"}
     assert "workflow_call" in load_workflow("release.yml")["on"]
     for job_id in order[3:]:
         assert bootstrap["jobs"][job_id]["environment"] == "production"
