@@ -168,3 +168,32 @@ def test_pinned_provider_versions_are_the_ones_the_schemas_describe(layers):
         for name, spec in layer.terraform_block()["required_providers"][0].items():
             assert spec["version"] == versions[name], (
                 f"{layer.name}: {name} pinned to {spec['version']}, the offline schema describes {versions[name]}")
+
+
+@lru_cache(maxsize=None)
+def provider_schema(provider):
+    text = (package_root(provider) / "lib" / "provider" / "index.d.ts").read_text()
+    table = interfaces(text)
+    name = next(n for n in table if n.endswith("ProviderConfig"))
+    return parse_interface(name, table)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_provider_blocks_use_only_known_arguments(layer):
+    problems = []
+    for path in sorted((TERRAFORM / layer).glob("*.tf")):
+        with path.open() as fh:
+            doc = hcl2.load(fh)
+        for block in doc.get("provider", []):
+            for provider, body in block.items():
+                if provider.startswith("__"):
+                    continue
+                provider = provider.strip('"')
+                schema = provider_schema(provider)
+                # Object-typed arguments (helm's `kubernetes = {…}`) are checked like nested blocks.
+                check_body(f"{layer}/{path.name}: provider {provider}", body, schema, problems)
+                for key, value in body.items():
+                    nested = schema.get(key, (False, None))[1]
+                    if nested and isinstance(value, dict) and not value.get("__is_block__"):
+                        check_body(f"{layer}/{path.name}: provider {provider}.{key}", value, nested, problems)
+    assert not problems, "\n".join(problems)
