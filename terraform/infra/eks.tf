@@ -339,3 +339,19 @@ moved {
   from = aws_iam_role_policy_attachment.cloudwatch_observability
   to   = aws_iam_role_policy_attachment.pod_identity["cloudwatch-observability"]
 }
+
+# EKS creates its control-plane log group itself when the cluster is made with logging on (the
+# console settings, terraform/README.md step 3), without a retention. Adopt it and give it one.
+# NOTE: the import fails plainly ("Cannot import non-existent remote object") if the cluster was
+# created without control-plane logging: turn logging on in the console first.
+import {
+  to = aws_cloudwatch_log_group.control_plane
+  id = "/aws/eks/${var.cluster_name}/cluster"
+}
+
+resource "aws_cloudwatch_log_group" "control_plane" {
+  #checkov:skip=CKV_AWS_158:EKS writes this group with the CloudWatch service key; the audit log carries no credentials (tokens are redacted by EKS).
+  #checkov:skip=CKV_AWS_338:30 days of API/audit/authenticator logs cover incident analysis; CloudTrail keeps the account's own audit trail.
+  name              = "/aws/eks/${var.cluster_name}/cluster"
+  retention_in_days = var.log_retention_days
+}

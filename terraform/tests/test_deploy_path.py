@@ -115,12 +115,15 @@ def test_every_log_group_has_a_retention(layers):
     """Issue 12 #19: log groups created without a retention keep logs (and cost) forever."""
     groups = [(layer.name, name, body) for layer in layers.values()
               for name, body in layer.resources("aws_cloudwatch_log_group").items()]
-    assert {name for _, name, _ in groups} >= {"db", "container_insights", "waf"}
+    assert {name for _, name, _ in groups} >= {"db", "container_insights", "waf", "control_plane"}
     for layer, name, body in groups:
         assert body.get("retention_in_days"), f"{layer}: aws_cloudwatch_log_group.{name} has no retention"
     # The add-on would create these itself (without retention) if it ran first.
     after = layers["infra"].resource("aws_eks_addon", "after_nodes")
     assert "${aws_cloudwatch_log_group.container_insights}" in after["depends_on"]
+    # EKS made the control-plane group before Terraform ran: it is adopted (import), not created.
+    imports = [b for b in layers["infra"].blocks("import")]
+    assert {"to": "${aws_cloudwatch_log_group.control_plane}", "id": "/aws/eks/${var.cluster_name}/cluster"} in imports
 
 
 def test_waf_rate_limit_floor_is_what_aws_accepts(layers):
