@@ -45,6 +45,11 @@ kubectl -n argocd delete application counter-prod --ignore-not-found --wait --ti
 kubectl -n argocd delete appproject counter --ignore-not-found
 helm uninstall kube-prometheus-stack --namespace monitoring --ignore-not-found --wait
 kubectl -n monitoring delete pvc --all --wait --timeout=10m
+# The EBS CSI driver (an infra add-on, still running) deletes each released volume; wait for it, or
+# the volumes would outlive the cluster and keep costing.
+if [ -n "$(kubectl get pv -o name)" ]; then
+  kubectl wait --for=delete pv --all --timeout=10m
+fi
 helm uninstall argocd --namespace argocd --ignore-not-found --wait
 
 layer_down() {
