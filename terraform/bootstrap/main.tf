@@ -233,6 +233,32 @@ data "aws_iam_policy_document" "state_bucket" {
     }
   }
 
+  # `aws:kms` without a key id would encrypt with the AWS-managed aws/s3 key (S3 PutObject
+  # reference), which every principal of the account may use: refuse it too.
+  statement {
+    sid       = "DenyKmsWithoutTheStateKey"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values   = ["true"]
+    }
+  }
+
   statement {
     sid       = "DenyOtherKmsKey"
     effect    = "Deny"

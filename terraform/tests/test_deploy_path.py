@@ -60,7 +60,8 @@ SECURE = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
         # What the S3 backend sends without `encrypt = true`: no SSE header; the bucket default
         # (SSE-KMS with the state key) applies. The old StringNotEqualsIfExists denied exactly this.
         ({}, False),
-        ({"s3:x-amz-server-side-encryption": "aws:kms"}, False),
+        # aws:kms without a key id means the AWS-managed aws/s3 key: not the state key.
+        ({"s3:x-amz-server-side-encryption": "aws:kms"}, True),
         ({"s3:x-amz-server-side-encryption": "aws:kms",
           "s3:x-amz-server-side-encryption-aws-kms-key-id": STATE_KEY}, False),
         ({"s3:x-amz-server-side-encryption": "AES256"}, True),
