@@ -52,19 +52,19 @@ if [ -n "$(kubectl get pv -o name)" ]; then
 fi
 helm uninstall argocd --namespace argocd --ignore-not-found --wait
 
-layer_down() {
-  local layer=$1
-  echo "--- $layer: lift the protections, then destroy" >&2
-  terraform -chdir="$root/terraform/$layer" init -input=false -reconfigure \
-    -backend-config="bucket=$bucket" -backend-config="region=$region"
-  terraform -chdir="$root/terraform/$layer" apply -input=false -auto-approve -var teardown=true
-  terraform -chdir="$root/terraform/$layer" destroy -input=false -auto-approve -var teardown=true
-}
+tf() { local layer=$1; shift; terraform -chdir="$root/terraform/$layer" "$@"; }
 
-layer_down app
-snapshot=$(terraform -chdir="$root/terraform/infra" output -raw db_final_snapshot_identifier 2>/dev/null || true)
-layer_down infra
-[ -z "$snapshot" ] || echo "RDS kept the final snapshot '$snapshot'; delete it when you no longer need it:
+# Lift the protections (one apply with teardown=true), then destroy with the same variable.
+for layer in app infra; do
+  echo "--- $layer: lift the protections, then destroy" >&2
+  tf "$layer" init -input=false -reconfigure -backend-config="bucket=$bucket" -backend-config="region=$region"
+  tf "$layer" apply -input=false -auto-approve -var teardown=true
+  if [ "$layer" = infra ]; then
+    snapshot=$(tf infra output -raw db_final_snapshot_identifier)
+  fi
+  tf "$layer" destroy -input=false -auto-approve -var teardown=true
+done
+echo "RDS kept the final snapshot '$snapshot'; delete it when you no longer need it:
   aws rds delete-db-snapshot --region $region --db-snapshot-identifier $snapshot" >&2
 echo "--- 3. delete the EKS cluster '$cluster' in the console (an SCP denies it to the API)" >&2
 

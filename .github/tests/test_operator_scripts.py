@@ -194,8 +194,9 @@ def test_teardown_removes_workloads_then_app_then_infra_with_protections_lifted(
         "terraform/app init -input=false -reconfigure -backend-config=bucket=bucket-1",
         "terraform/app apply -input=false -auto-approve -var teardown=true",
         "terraform/app destroy -input=false -auto-approve -var teardown=true",
-        "terraform/infra output -raw db_final_snapshot_identifier",
+        "terraform/infra init -input=false -reconfigure -backend-config=bucket=bucket-1",
         "terraform/infra apply -input=false -auto-approve -var teardown=true",
+        "terraform/infra output -raw db_final_snapshot_identifier",
         "terraform/infra destroy -input=false -auto-approve -var teardown=true",
     ]
     positions = [index_of(calls, fragment) for fragment in order]
