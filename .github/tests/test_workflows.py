@@ -133,6 +133,13 @@ def test_ci_runs_the_test_command_lints_and_builds_both_architectures():
     scripts = {job_id: "\n".join(s for _, _, s in run_blocks({"jobs": {job_id: job}})) for job_id, job in ci["jobs"].items()}
     everything = "\n".join(scripts.values())
     assert re.search(r"^make test$", everything, re.M), "ci.yml runs the README's test command"
+    # The terraform suite refuses to run without the pinned terraform binary on PATH.
+    test_steps = ci["jobs"]["test"]["steps"]
+    uses = [s.get("uses", "") for s in test_steps]
+    setup = next(i for i, u in enumerate(uses) if "hashicorp/setup-terraform" in u)
+    make = next(i for i, s in enumerate(test_steps) if s.get("run") == "make test")
+    assert setup < make
+    assert test_steps[setup]["with"]["terraform_version"] == "${{ steps.terraform-version.outputs.version }}"
     assert "cargo fmt --all --check" in everything
     clippy = re.search(r"cargo clippy .*", everything).group(0)
     assert "--all-targets" in clippy and clippy.endswith("-- -D warnings")
