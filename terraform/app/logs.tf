@@ -10,6 +10,9 @@ resource "aws_s3_bucket" "logs" {
   #checkov:skip=CKV_AWS_145:ALB access logs only support SSE-S3 (AES256) buckets.
   #checkov:skip=CKV2_AWS_62:No consumer for object events on the log bucket.
   bucket = "${local.name}-edge-logs-${local.account_id}-${var.aws_region}"
+
+  # Versioned: only scripts/teardown.sh sets var.teardown, and then destroy deletes every version.
+  force_destroy = var.teardown
 }
 
 resource "aws_s3_bucket_ownership_controls" "logs" {

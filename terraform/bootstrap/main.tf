@@ -137,6 +137,25 @@ resource "aws_s3_bucket_lifecycle_configuration" "state" {
       days_after_initiation = 7
     }
   }
+
+  # Saved plans (terraform-apply.yml) live here between the plan job and the approved apply job;
+  # they hold the same values as the state, so they get the same bucket, key and policy.
+  rule {
+    id     = "expire-saved-plans"
+    status = "Enabled"
+
+    filter {
+      prefix = "plans/"
+    }
+
+    expiration {
+      days = 7
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
 }
 
 resource "aws_s3_bucket_policy" "state" {
@@ -184,10 +203,14 @@ data "aws_iam_policy_document" "state_bucket" {
     }
   }
 
-  # A client asking for SSE-S3 (e.g. a backend block with `encrypt = true`) would silently bypass
-  # the state key; refuse it so every state object stays under the KMS key's access control.
+  # Every state object is encrypted by the bucket's default SSE-KMS with the state key: the S3
+  # backends send no SSE header (no `encrypt = true`, see versions.tf), and a request without the
+  # header gets the bucket default. What must be refused is a request that *asks* for something
+  # else (SSE-S3, or another KMS key), which would bypass the key's access control. So deny only a
+  # header that is present and different: `Null = false` + `StringNotEquals`. (An
+  # `…IfExists` test would also match the absent header and refuse every state write.)
   statement {
-    sid       = "DenyNonKmsEncryption"
+    sid       = "DenyOtherEncryption"
     effect    = "Deny"
     actions   = ["s3:PutObject"]
     resources = ["${aws_s3_bucket.state.arn}/*"]
@@ -198,9 +221,65 @@ data "aws_iam_policy_document" "state_bucket" {
     }
 
     condition {
-      test     = "StringNotEqualsIfExists"
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
       variable = "s3:x-amz-server-side-encryption"
       values   = ["aws:kms"]
+    }
+  }
+
+  # `aws:kms` without a key id would encrypt with the AWS-managed aws/s3 key (S3 PutObject
+  # reference), which every principal of the account may use: refuse it too.
+  statement {
+    sid       = "DenyKmsWithoutTheStateKey"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "DenyOtherKmsKey"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values   = [aws_kms_key.state.arn]
     }
   }
 }

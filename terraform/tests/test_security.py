@@ -71,9 +71,15 @@ def test_plan_role_is_read_only(layers):
         for a in s["actions"]
         if re.search(r":(Put|Delete|Create|Update)", a)
     ]
-    assert writes == [("LockFilesOnly", "s3:PutObject"), ("LockFilesOnly", "s3:DeleteObject")]
-    lock = next(s for s in bootstrap.data("aws_iam_policy_document")["plan"]["statement"] if s["sid"] == "LockFilesOnly")
-    assert lock["resources"] == ["${aws_s3_bucket.state.arn}/*.tflock"]
+    assert writes == [
+        ("LockFilesOnly", "s3:PutObject"),
+        ("LockFilesOnly", "s3:DeleteObject"),
+        ("SavePlans", "s3:PutObject"),
+    ]
+    statements = {s["sid"]: s for s in bootstrap.data("aws_iam_policy_document")["plan"]["statement"]}
+    assert statements["LockFilesOnly"]["resources"] == ["${aws_s3_bucket.state.arn}/*.tflock"]
+    # Saved plans only under plans/ (the apply job checks the plan's SHA-256 from its own run).
+    assert statements["SavePlans"]["resources"] == ["${aws_s3_bucket.state.arn}/plans/*"]
 
 
 def test_apply_role_iam_writes_require_the_boundary(layers):
@@ -120,7 +126,8 @@ def test_database_is_encrypted_tls_only_backed_up_and_protected(layers):
     assert db["storage_type"] == "gp3" and db["storage_encrypted"] is True
     assert db["publicly_accessible"] is False
     assert db["skip_final_snapshot"] is False and db["final_snapshot_identifier"]
-    assert db["deletion_protection"] == "${var.db_deletion_protection}"
+    assert db["deletion_protection"] == "${var.db_deletion_protection && !var.teardown}"
+    assert infra.variables()["teardown"]["default"] is False
     assert infra.variables()["db_deletion_protection"]["default"] is True
     assert db["multi_az"] == "${var.db_multi_az}"
     assert infra.variables()["db_backup_retention_days"]["default"] >= 7
@@ -141,14 +148,20 @@ def test_no_output_carries_a_secret_value(layers):
             assert not re.search(r"\bpassword\b", text), f"{layer.name}: output {name}"
 
 
-def test_node_group_is_graviton_al2023_across_azs(layers):
+def test_node_groups_are_graviton_al2023_one_per_az(layers):
+    """One group per AZ: a group spanning zones lets the Cluster Autoscaler add a node in any zone,
+    so a pod pending on a hard zone spread may never get one in the zone it needs (issue 12 #11)."""
     infra = layers["infra"]
     group = infra.resource("aws_eks_node_group", "this")
     assert group["ami_type"] == "AL2023_ARM_64_STANDARD"
     assert all(t.startswith("t4g.") for t in infra.variables()["node_instance_types"]["default"])
-    assert group["subnet_ids"] == "${[for s in aws_subnet.private : s.id]}"
+    assert group["for_each"] == "${aws_subnet.private}", "one node group per private subnet (AZ)"
+    assert group["subnet_ids"] == ["${each.value.id}"], "each group lives in exactly one AZ"
+    assert "${each.key}" in group["node_group_name"]
     assert infra.variables()["availability_zone_count"]["default"] >= 2
-    assert infra.variables()["node_group_scaling"]["default"]["min_size"] >= 2
+    assert infra.variables()["node_group_scaling"]["default"]["min_size"] >= 1
+    autoscaler = layers["app"].resource("helm_release", "cluster_autoscaler")
+    assert "balance-similar-node-groups" in text_of(autoscaler["values"])
     template = infra.resource("aws_launch_template", "node")
     assert template["metadata_options"][0]["http_tokens"] == "required"
 
