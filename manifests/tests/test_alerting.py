@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from conftest import MANIFESTS, find
+from conftest import MANIFESTS
 
 VALUES = yaml.safe_load((MANIFESTS / "observability" / "kube-prometheus-stack-values.yaml").read_text())
 RULES = yaml.safe_load((MANIFESTS / "base" / "prometheusrule.yaml").read_text())
@@ -34,9 +34,12 @@ def route(tree: dict, labels: dict) -> str:
     return tree["receiver"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def alerting(prod) -> dict:
-    return find(prod, "AlertmanagerConfig", "counter-alerting")
+    matches_ = [d for d in prod if d["kind"] == "AlertmanagerConfig" and d["metadata"]["name"] == "counter-alerting"]
+    if len(matches_) != 1:
+        pytest.fail("the prod overlay renders no AlertmanagerConfig counter-alerting: alerts reach no one")
+    return matches_[0]
 
 
 def receiver(config: dict, name: str) -> dict:

@@ -306,6 +306,21 @@ def test_prod_environment_values_are_all_substituted_and_well_formed(prod):
     assert re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region)
 
 
+def test_traces_carry_the_eks_identity(prod):
+    # Issue 19 #4: the X-Ray exporter builds the segment's aws.eks block (and the EKS origin) only from
+    # cloud.platform=aws_eks with k8s.cluster.name; $(VAR) expands only from variables listed earlier.
+    env = [(e["name"], e.get("value")) for e in origin_container(prod)["env"]]
+    values = dict(env)
+    attributes = dict(pair.split("=", 1) for pair in values["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+    assert attributes["cloud.platform"] == "aws_eks" and attributes["cloud.provider"] == "aws"
+    names = [name for name, _ in env]
+    for key, variable in (("k8s.cluster.name", "K8S_CLUSTER_NAME"), ("cloud.region", "AWS_REGION")):
+        assert attributes[key] == f"$({variable})", key
+        assert names.index(variable) < names.index("OTEL_RESOURCE_ATTRIBUTES"), f"{variable} is not expanded"
+    cluster = values["K8S_CLUSTER_NAME"]
+    assert re.fullmatch(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}", cluster), f"not an EKS cluster name: {cluster!r}"
+
+
 def test_argocd_project_admits_exactly_what_the_overlay_renders(prod, argocd):
     application = find(argocd, "Application", "counter-prod")
     project = find(argocd, "AppProject", application["spec"]["project"])
