@@ -172,7 +172,7 @@ def test_migration_egress_is_dns_postgres_pod_identity_and_https(prod):
     assert rules[frozenset({(5432, "TCP")})] == {"ipBlock": {"cidr": vpc}}
     assert rules[frozenset({(80, "TCP")})] == {"ipBlock": {"cidr": POD_IDENTITY_AGENT}}
     # Secrets Manager's regional endpoint is public: HTTPS cannot be narrowed to an address range.
-    assert rules[frozenset({(443, "TCP")})] == {"ipBlock": {"cidr": "0.0.0.0/0"}}
+    assert rules[frozenset({(443, "TCP")})] == {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}
     assert len(rules) == 4
 
 
