@@ -10,6 +10,7 @@ import re
 import pytest
 import yaml
 
+import crd_schema
 from conftest import MANIFESTS
 
 VALUES = yaml.safe_load((MANIFESTS / "observability" / "kube-prometheus-stack-values.yaml").read_text())
@@ -120,3 +121,14 @@ def test_the_router_can_fail():
     assert route(tree, {"severity": "critical"}) == "page"
     assert route(tree, {"severity": "critical-ish"}) == "silent"  # anchored
     assert route(tree, {}) == "silent"
+
+
+def test_child_routes_follow_the_route_schema(alerting):
+    # The CRD leaves `routes` items unchecked (preserve-unknown-fields); the operator parses each child
+    # as a Route. Validate each one as if it were the top-level route.
+    validator = crd_schema.load_validators()[("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig")]
+    for child in alerting["spec"]["route"]["routes"]:
+        probe = {**alerting, "spec": {**alerting["spec"], "route": child}}
+        assert not crd_schema.errors(validator, probe), child["receiver"]
+        names = {r["name"] for r in alerting["spec"]["receivers"]}
+        assert child["receiver"] in names
