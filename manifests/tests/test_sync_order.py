@@ -36,6 +36,12 @@ def test_binding_and_service_come_before_the_pods(prod):
     assert order(service) <= order(binding), "the binding's Service must exist no later than the binding"
 
 
+def test_the_namespace_precedes_everything_synced_into_it(prod):
+    namespace = find(prod, "Namespace", "counter")
+    later = [d for d in prod if d["kind"] not in ("Namespace", "StorageClass") and phase(d) == "Sync"]
+    assert all(order(namespace) < order(d) for d in later), "an object would be applied before its namespace"
+
+
 def test_migration_runs_before_the_binding_and_the_pods(prod):
     job = find(prod, "Job", "counter-migrate")
     assert phase(job) == "PreSync"
