@@ -77,6 +77,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
     let (closing, closing_rx) = watch::channel(false);
     let builder = Arc::new(connection_builder());
     let unproven = Arc::new(Unproven::default());
+    let trim = tokio::spawn(trim_memory_after_connections_close(
+        Arc::clone(&limit),
+        config.max_connections,
+    ));
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -121,6 +125,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
         unproven.started(state.id, task.abort_handle());
     }
     drop(listener);
+    trim.abort();
     let _ = closing.send(true);
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(config.shutdown_timeout, limit.acquire_many(all))
@@ -580,6 +585,39 @@ impl hyper::body::Body for SentBody {
         self.inner.size_hint()
     }
 }
+
+/// Connections closed since the last trim that make one worthwhile.
+const TRIM_AFTER_CLOSED: usize = 32;
+
+/// Hands memory freed by closed connections back to the system. glibc's allocator keeps what
+/// each worker thread's arena freed for reuse, so after a burst of connections (an HTTP/2 client
+/// holding streams, say) the process would stay at its peak size for good; `malloc_trim` returns
+/// the free pages. It runs at most once a second, and only after many connections closed.
+async fn trim_memory_after_connections_close(limit: Arc<Semaphore>, max_connections: usize) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut peak = 0;
+    loop {
+        ticker.tick().await;
+        let open = max_connections.saturating_sub(limit.available_permits());
+        peak = peak.max(open);
+        if peak - open >= TRIM_AFTER_CLOSED {
+            trim_free_memory();
+            peak = open;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_free_memory() {
+    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_free_memory() {}
 
 /// Resolves once the flag is true (the guard `wait_for` returns must not live across an await).
 async fn turned_true(flag: &mut watch::Receiver<bool>) {

@@ -34,6 +34,9 @@ pub const RSS_RETURN_SLACK_MIB: f64 = 16.0;
 pub const P99_FACTOR: f64 = 2.0;
 const P99_FLOOR_MS: f64 = 2.0;
 const NORMAL_REQUESTS: usize = 200;
+/// The origin's header-read timeout in the zero-window case, which is also how long an answer
+/// may wait unsent: long enough to measure normal clients while the attack is in force.
+const STALL_TIMEOUT_MS: u64 = 5000;
 const FLOOD_MAX_CONNECTIONS: usize = 200;
 const FLOOD_CONNECTIONS: usize = 1200;
 const FLOOD_HEADER_TIMEOUT_MS: u64 = 1000;
@@ -42,6 +45,8 @@ const FLOOD_HEADER_TIMEOUT_MS: u64 = 1000;
 pub struct ZeroWindowFigures {
     pub connections: usize,
     pub streams_per_connection: u32,
+    /// From the last attack byte sent until the origin's CPU went quiet.
+    pub attack_in_force_ms: f64,
     pub rss_baseline_mib: f64,
     pub rss_peak_mib: f64,
     pub rss_after_mib: f64,
@@ -60,7 +65,7 @@ pub async fn run_zero_window(ctx: &Context, name: &str) -> Result<(Value, Checks
         &ctx.origin_binary,
         "origin",
         &dir,
-        &[("HEADER_READ_TIMEOUT_MS", "2000")],
+        &[("HEADER_READ_TIMEOUT_MS", &STALL_TIMEOUT_MS.to_string())],
     )?;
     let origin = spec.start_ready().await?;
     let mut figures = ZeroWindowFigures {
@@ -84,7 +89,9 @@ pub async fn run_zero_window(ctx: &Context, name: &str) -> Result<(Value, Checks
             .map_err(|e| format!("attacker write: {e}"))?;
         attackers.push(stream);
     }
-    // Measure while every attacker holds its streams (the origin drops them after 2 s stalled).
+    // In force once the origin has opened (or refused) every stream and sits on the stalled
+    // answers; measured then, before it drops them after STALL_TIMEOUT_MS.
+    figures.attack_in_force_ms = ms(until_idle(origin.pid, Duration::from_secs(3)).await?);
     let sampler = tokio::spawn(peak_rss(origin.pid, Duration::from_millis(1500)));
     let (under_attack, failures) = normal_requests(origin.addr()).await;
     figures.under_attack = under_attack;
@@ -300,6 +307,41 @@ async fn closed_within(streams: &mut [TcpStream], timeout: Duration) -> usize {
         }
     }
     closed
+}
+
+/// Waits until the process used under 10 ms of CPU in a 100 ms window (at most `limit`).
+async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut before = cpu_ticks(pid)?;
+    // Clock ticks are 10 ms (USER_HZ = 100): under one tick per 100 ms is idle.
+    while started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = cpu_ticks(pid)?;
+        if now - before < 1 {
+            return Ok(started.elapsed());
+        }
+        before = now;
+    }
+    Err(format!(
+        "the origin was still busy {limit:?} after the attack was sent"
+    ))
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of stat(5); here 11 and 12 (state is index 0).
+    match (field(11), field(12)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => Err(format!("cannot read CPU times from /proc/{pid}/stat")),
+    }
 }
 
 fn rss_mib(origin: &Origin) -> Result<f64, String> {

@@ -39,7 +39,7 @@ pub enum Case {
     Secrets,
     /// cargo-fuzz on every parser of untrusted input, for a bounded time each.
     Fuzz,
-    /// The embedded store's disk fills up under write load (a 1 MiB tmpfs; needs root).
+    /// The embedded store's disk fills up under write load (a 4 MiB tmpfs; needs root).
     DiskFull,
     /// The embedded store's files are deleted under write load.
     FilesDeleted,
