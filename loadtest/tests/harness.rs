@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loadtest::client::Endpoint;
-use loadtest::drive::{self, Mode, Plan, Scenario};
+use loadtest::drive::{self, Mode, Plan, Scenario, Stop};
 use loadtest::progress::Progress;
 use loadtest::report::RunResult;
 use loadtest::targets::Targets;
@@ -84,7 +84,7 @@ fn plan(scenario: Scenario, mode: Mode, connections: usize, duration: Duration) 
 
 async fn run(url: &str, plan: Plan, targets: Option<&Targets>) -> RunResult {
     let endpoint = Arc::new(Endpoint::resolve(url).await.unwrap());
-    let outcome = drive::run(endpoint, plan.clone(), &Progress::hidden())
+    let outcome = drive::run(endpoint, plan.clone(), &Progress::hidden(), &Stop::new())
         .await
         .unwrap();
     RunResult::new(url, plan, outcome, targets)
@@ -116,7 +116,7 @@ async fn a_correct_counter_passes_with_an_exact_delta() {
     )
     .await;
     let writes = result.writes.as_ref().unwrap();
-    assert!(result.passed, "{}", result.summary());
+    assert!(result.passed, "{}", result.summary(false));
     assert_eq!(writes.successes, 500);
     assert_eq!(
         writes.counter_delta,
@@ -145,8 +145,8 @@ async fn duplicate_values_fail_the_run() {
     .await;
     let writes = result.writes.as_ref().unwrap();
     assert!(!result.passed);
-    assert!(writes.duplicates > 0, "{}", result.summary());
-    assert!(result.summary().contains("VIOLATION"));
+    assert!(writes.duplicates > 0, "{}", result.summary(false));
+    assert!(result.summary(false).contains("VIOLATION"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +169,7 @@ async fn increments_without_answers_fail_the_run() {
     let writes = result.writes.as_ref().unwrap();
     assert!(!result.passed);
     assert_eq!(writes.uncertain, 0);
-    assert!(writes.gaps >= 200, "{}", result.summary());
+    assert!(writes.gaps >= 200, "{}", result.summary(false));
 
     // The same server with other writers declared: gaps are not judged.
     let counter = Arc::new(AtomicI64::new(0));
@@ -183,7 +183,7 @@ async fn increments_without_answers_fail_the_run() {
     );
     shared.exclusive = false;
     let result = run(&url, shared, None).await;
-    assert!(result.passed, "{}", result.summary());
+    assert!(result.passed, "{}", result.summary(false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,17 +211,17 @@ async fn open_loop_charges_a_stall_to_every_request_queued_behind_it() {
     )
     .await;
     let latency = result.total.latency_ms;
-    assert!(latency.max >= 300.0, "{}", result.summary());
+    assert!(latency.max >= 300.0, "{}", result.summary(false));
     assert!(
         latency.p90 >= 100.0,
         "the stall's queue must reach the p90: {}",
-        result.summary()
+        result.summary(false)
     );
     let send = result.open_loop.unwrap();
     assert!(
         send.late >= 250,
         "requests due during the stall are late: {}",
-        result.summary()
+        result.summary(false)
     );
     assert_eq!(result.total.failed, 0);
 }
@@ -244,11 +244,11 @@ async fn requests_that_could_not_be_sent_are_counted_and_fail_the_targets() {
     };
     let result = run(&url, p, Some(&targets)).await;
     let send = result.open_loop.unwrap();
-    assert!(send.unsent >= 50, "{}", result.summary());
+    assert!(send.unsent >= 50, "{}", result.summary(false));
     assert_eq!(result.total.errors.get("unsent"), Some(&send.unsent));
     assert!(result.total.errors.get("timeout").is_some_and(|&n| n >= 3));
     assert!(!result.passed);
-    assert!(result.summary().contains("MISSED"));
+    assert!(result.summary(false).contains("MISSED"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
