@@ -37,6 +37,9 @@ const SENTINEL_ATTEMPTS: u32 = 5;
 /// shorter) before they are abandoned: long enough for a healthy server, short enough that a
 /// person who pressed Ctrl-C is not kept waiting on a hung one.
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(2);
+/// The last interval of the timeline is charted only when it is (nearly) a whole second: the
+/// run's end races the one-second ticker by a few milliseconds.
+const WHOLE_SECOND: Duration = Duration::from_millis(900);
 
 /// Asks a run to stop early (Ctrl-C). Cloning shares the same signal.
 #[derive(Clone, Default)]
@@ -474,10 +477,13 @@ pub async fn run(
         }
     }
     let finished = Instant::now();
+    let last_tick = last;
     let point = timeline_point(&shared, &mut last, finished, measure_from);
     // A trailing part-second would plunge every line of the charts; its requests are in the
     // totals all the same. A run shorter than a second keeps it, or it would chart nothing.
-    if timeline.is_empty() && (point.read.is_some() || point.write.is_some()) {
+    let span = finished.saturating_duration_since(last_tick);
+    let has_answers = point.read.is_some() || point.write.is_some();
+    if has_answers && (timeline.is_empty() || span >= WHOLE_SECOND) {
         timeline.push(point);
     }
     let unsent = pacer.map_or(0, |p| p.finish(&shared));

@@ -49,18 +49,18 @@ const CSS: &str = r#"
 :root{color-scheme:light dark;--fg:#1b1b1b;--bg:#fff;--muted:#5b5b5b;--line:#d8d8d8;--head:#f3f3f3;--ok:#1a7f37;--bad:#c62828;--warn:#9a6700}
 @media (prefers-color-scheme:dark){:root{--fg:#e8e8e8;--bg:#15171a;--muted:#a3a3a3;--line:#3a3d42;--head:#23262b;--ok:#4ac26b;--bad:#ff7b72;--warn:#e3b341}}
 *{box-sizing:border-box}
-body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);max-width:64rem;margin:0 auto;padding:1rem}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);max-width:72rem;margin:0 auto;padding:1rem}
 h1{font-size:1.4rem;margin:.5rem 0;overflow-wrap:anywhere}h2{font-size:1.15rem;margin:2rem 0 .5rem}
 .verdict{font-size:1.1rem;padding:.6rem .8rem;border-left:.4rem solid;background:var(--head)}
 .pass{color:var(--ok)}.fail{color:var(--bad)}.interrupted,.warn{color:var(--warn)}
 .verdict.pass{border-color:var(--ok)}.verdict.fail{border-color:var(--bad)}.verdict.interrupted{border-color:var(--warn)}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums;white-space:nowrap}
-th,td{padding:.3rem .65rem;border-bottom:1px solid var(--line);text-align:right}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums;white-space:nowrap;font-size:.92rem}
+th,td{padding:.3rem .55rem;border-bottom:1px solid var(--line);text-align:right}
 th{background:var(--head);font-weight:600}th:first-child,td:first-child{text-align:left}
-table.kv td{white-space:normal;text-align:left}table.kv th{text-align:left;vertical-align:top}
+table.kv th,table.kv td{white-space:normal;text-align:left;vertical-align:top}table.kv th{min-width:7rem}
 code{font-size:.9em;overflow-wrap:anywhere}
-figure{margin:1rem 0}svg{width:100%;height:auto;color:var(--fg)}
+figure{margin:1rem 0}.chart{overflow-x:auto}svg{width:100%;min-width:34rem;height:auto;color:var(--fg)}
 figcaption{color:var(--muted);font-size:.9rem}
 .legend{list-style:none;padding:0;margin:.3rem 0;display:flex;flex-wrap:wrap;gap:.2rem 1.4rem;font-size:.95rem}
 .legend i{display:inline-block;width:1.6em;height:.35em;vertical-align:middle;margin-right:.45em;border-radius:2px}
@@ -396,10 +396,15 @@ impl RunResult {
             })
             .collect();
         page.push_str("<h2>Latency by percentile (measured window)</h2><figure>");
-        page.push_str(&percentile_chart(&curves, false));
+        chart(page, percentile_chart(&curves, false));
         legend(page, &curves, &[]);
         page.push_str("<figcaption>Log axes: the tail is what matters.</figcaption></figure>");
     }
+}
+
+/// A chart scrolls sideways on a narrow screen rather than shrinking its labels away.
+fn chart(page: &mut String, svg: String) {
+    let _ = write!(page, "<div class=chart>{svg}</div>");
 }
 
 fn op_row(page: &mut String, name: &str, r: &OpReport) {
@@ -568,11 +573,13 @@ fn percentile_chart(curves: &[Line], legend_inside: bool) -> String {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
-        let max_x = curves
+        // The 100th percentile (the maximum) would sit at 99.9999%: put it at the axis' end,
+        // one step past the last measured percentile.
+        let last = curves
             .iter()
-            .flat_map(|c| c.points.iter().map(|p| p.0))
-            .fold(2.0f64, f64::max)
-            .ceil();
+            .flat_map(|c| c.points.iter().rev().skip(1).map(|p| p.0))
+            .fold(1.0f64, f64::max);
+        let max_x = (last + 0.3).ceil().max(2.0);
         let y = y_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)));
         let Ok(mut chart) = ChartBuilder::on(&root)
             .margin(12)

@@ -350,8 +350,8 @@ impl RunResult {
         }
         if self.targets_file.is_none() {
             why.push(format!(
-                "no targets file: only the default error budget ({}) was checked",
-                value(DEFAULT_ERROR_BUDGET, "")
+                "no targets file: judged by the default error budget of {}% only",
+                DEFAULT_ERROR_BUDGET * 100.0
             ));
         }
         if why.is_empty() {

@@ -276,7 +276,7 @@ async fn without_targets_an_outage_mid_run_fails_and_a_healthy_run_passes() {
     assert!(result.passed, "{}", result.summary(false));
     assert!(result
         .verdict_line(false)
-        .starts_with("PASS (no targets file: only the default error budget"));
+        .starts_with("PASS (no targets file: judged by the default error budget of 1% only"));
 }
 
 // Defect 2: "write correctness: ok" although the gaps were never checked.
