@@ -138,7 +138,12 @@ pub fn run(args: &CompareArgs) -> Result<bool, SetupError> {
                 "new".to_string()
             }
         } else {
-            format!("{:+.1}%", (c.b - c.a) / c.a * 100.0)
+            let percent = (c.b - c.a) / c.a * 100.0;
+            if percent.abs() < 0.05 {
+                "0.0%".to_string()
+            } else {
+                format!("{percent:+.1}%")
+            }
         };
         let shown = |v: f64| {
             if c.name == "error rate" {

@@ -82,6 +82,8 @@ pub async fn stop_on_ctrl_c(stop: Stop) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drive::Scenario;
+    use std::time::Duration;
 
     #[test]
     fn a_base_url_ending_in_the_api_path_is_flagged() {
@@ -92,5 +94,43 @@ mod tests {
         assert_eq!(api_path_warning("http://127.0.0.1:8080"), None);
         assert_eq!(api_path_warning("http://127.0.0.1:8080/"), None);
         assert_eq!(api_path_warning("https://x.example/stage"), None);
+    }
+
+    fn plan(scenario: Scenario, mode: Mode) -> Plan {
+        Plan {
+            scenario,
+            mode,
+            connections: 1,
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(8),
+            max_requests: None,
+            timeout: Duration::from_secs(5),
+            late_after: Duration::from_millis(1),
+            exclusive: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_to_another_machine_are_announced_with_their_number() {
+        // Resolving an address literal opens no connection.
+        let remote = Endpoint::resolve("http://192.0.2.1:8080").await.unwrap();
+        let local = Endpoint::resolve("http://127.0.0.1:8080").await.unwrap();
+        let open = Mode::Open { rate: 100.0 };
+        let w = shared_write_warning(&remote, &plan(Scenario::Write, open.clone())).unwrap();
+        assert!(w.contains("adds about 1000 to its counter"), "{w}");
+        let mixed = plan(Scenario::Mixed { write_ratio: 0.1 }, open.clone());
+        assert!(shared_write_warning(&remote, &mixed)
+            .unwrap()
+            .contains("about 100 "));
+        let closed = shared_write_warning(&remote, &plan(Scenario::Write, Mode::Closed)).unwrap();
+        assert!(closed.contains("as many as it can send"), "{closed}");
+        assert_eq!(
+            shared_write_warning(&remote, &plan(Scenario::Read, open.clone())),
+            None
+        );
+        assert_eq!(
+            shared_write_warning(&local, &plan(Scenario::Write, open)),
+            None
+        );
     }
 }
