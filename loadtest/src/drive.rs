@@ -380,10 +380,11 @@ pub async fn run(
     let measure_from = start + plan.warmup;
     let end = measure_from + plan.duration;
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    // The ramp's schedule, like its stages, runs from the start (a ramp has no warm-up).
     let stage_ends = match &plan.mode {
         Mode::Ramp { stages } => stages
             .iter()
-            .scan(measure_from, |at, stage| {
+            .scan(start, |at, stage| {
                 *at += stage.duration;
                 Some(*at)
             })

@@ -226,7 +226,7 @@ impl RunResult {
         };
         let stages = match &plan.mode {
             Mode::Ramp { stages } => {
-                let (mut at, mut from) = (plan.warmup.as_secs_f64(), 0.0);
+                let (mut at, mut from) = (0.0, 0.0);
                 stages
                     .iter()
                     .zip(&recorded.stages)

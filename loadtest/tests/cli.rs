@@ -161,7 +161,9 @@ async fn a_second_sigint_aborts_at_once() {
         }
     }
     interrupt(pid);
-    let status = tokio::time::timeout(Duration::from_secs(1), child.wait())
+    // Without the abort the run would end on its own 2 s after the first Ctrl-C, writing
+    // result.json: the missing file is the proof, the timeout only a backstop.
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
         .await
         .expect("the second Ctrl-C does not wait for the grace")
         .unwrap();
