@@ -370,6 +370,13 @@ async fn warm_up_and_measured_counts_are_labelled_and_add_up() {
     let summary = result.summary(false);
     assert!(summary.contains("measured window ("), "{summary}");
     assert!(
+        summary.contains("write correctness (whole run, warm-up included)"),
+        "{summary}"
+    );
+    assert!(result
+        .html()
+        .contains("Write correctness (whole run, warm-up included)"));
+    assert!(
         summary.contains(&format!(
             "{} successful writes ({measured} in the measured window above, {warm_up} in the warm-up",
             writes.successes
