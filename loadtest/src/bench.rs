@@ -281,14 +281,9 @@ async fn harness(url: &str, plan: Plan) -> Result<RunResult, SetupError> {
             .await
             .map_err(|e| SetupError(e.to_string()))?,
     );
-    let outcome = drive::run(
-        endpoint,
-        plan.clone(),
-        &Progress::hidden(),
-        &drive::Stop::new(),
-    )
-    .await
-    .map_err(|e| SetupError(e.to_string()))?;
+    let outcome = drive::run(endpoint, plan.clone(), &Progress::hidden())
+        .await
+        .map_err(|e| SetupError(e.to_string()))?;
     Ok(RunResult::new(url, plan, outcome, None))
 }
 

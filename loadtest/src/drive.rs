@@ -332,9 +332,17 @@ impl Shared {
     }
 }
 
-/// Runs `plan` against `endpoint` until it ends or `stop` is triggered. Connections are opened
-/// before the clock starts.
+/// Runs `plan` against `endpoint` to its end. Connections are opened before the clock starts.
 pub async fn run(
+    endpoint: Arc<Endpoint>,
+    plan: Plan,
+    progress: &Progress,
+) -> Result<Outcome, RunError> {
+    run_until(endpoint, plan, progress, &Stop::new()).await
+}
+
+/// As `run`, ending early (with a partial outcome) when `stop` is triggered.
+pub async fn run_until(
     endpoint: Arc<Endpoint>,
     plan: Plan,
     progress: &Progress,

@@ -106,7 +106,7 @@ pub async fn run(args: &RunArgs) -> Result<RunResult, SetupError> {
     let stop = Stop::new();
     let signals = tokio::spawn(guardrails::stop_on_ctrl_c(stop.clone()));
     let progress = Progress::new(args.quiet);
-    let outcome = drive::run(Arc::new(endpoint), plan.clone(), &progress, &stop)
+    let outcome = drive::run_until(Arc::new(endpoint), plan.clone(), &progress, &stop)
         .await
         .map_err(|e| SetupError(e.to_string()));
     progress.finish();

@@ -33,7 +33,7 @@ fn plan(scenario: Scenario, mode: Mode, connections: usize, duration: Duration) 
 
 async fn run(url: &str, plan: Plan, targets: Option<&Targets>) -> RunResult {
     let endpoint = Arc::new(Endpoint::resolve(url).await.unwrap());
-    let outcome = drive::run(endpoint, plan.clone(), &Progress::hidden(), &Stop::new())
+    let outcome = drive::run(endpoint, plan.clone(), &Progress::hidden())
         .await
         .unwrap();
     RunResult::new(url, plan, outcome, targets)
@@ -331,7 +331,7 @@ async fn a_stop_ends_the_run_early_with_a_partial_result() {
     let stop = Stop::new();
     let run = tokio::spawn({
         let (stop, p) = (stop.clone(), p.clone());
-        async move { drive::run(endpoint, p, &Progress::hidden(), &stop).await }
+        async move { drive::run_until(endpoint, p, &Progress::hidden(), &stop).await }
     });
     seen.wait_for(|&n| n >= 4).await.unwrap();
     let stopped = Instant::now();
