@@ -360,7 +360,7 @@ async fn warm_up_and_measured_counts_are_labelled_and_add_up() {
         )
     })
     .await;
-    let mut p = plan(Scenario::Write, Mode::Closed, 2, Duration::from_millis(400));
+    let mut p = plan(Scenario::Write, Mode::Closed, 1, Duration::from_millis(400));
     p.warmup = Duration::from_millis(300);
     let result = run(&url, p, None).await;
     let writes = result.writes.as_ref().unwrap();
