@@ -247,6 +247,8 @@ pub struct Outcome {
     pub recorded: Recorded,
     /// The measured window (after warm-up), shorter than planned when a request cap ended it.
     pub measured: Duration,
+    /// How long load was applied, warm-up included (up to the stop, when there was one).
+    pub loaded: Duration,
     pub timeline: Vec<TimelinePoint>,
     /// Open loop: requests due during the run that no connection was free to send before it
     /// ended. Counted as failures, never silently dropped.
@@ -543,6 +545,10 @@ pub async fn run_until(
         writes,
         interrupted: stopped_at.is_some(),
         abandoned,
+        loaded: stopped_at
+            .unwrap_or(finished)
+            .min(end)
+            .saturating_duration_since(start),
     })
 }
 

@@ -49,6 +49,8 @@ pub struct RunResult {
     pub targets_file: Option<String>,
     pub plan: Plan,
     pub measured_s: f64,
+    /// How long load was applied, warm-up included (up to Ctrl-C, when it stopped the run).
+    pub loaded_s: f64,
     pub verdict: Verdict,
     /// `verdict == "pass"`.
     pub passed: bool,
@@ -315,6 +317,7 @@ impl RunResult {
             target: target.into(),
             targets_file: None,
             measured_s: outcome.measured.as_secs_f64(),
+            loaded_s: outcome.loaded.as_secs_f64(),
             verdict,
             passed: verdict == Verdict::Pass,
             failures,
@@ -381,7 +384,7 @@ impl RunResult {
                 out,
                 "{}: stopped by Ctrl-C after {:.1} s of load; partial results, {} requests abandoned in flight",
                 paint("INTERRUPTED", YELLOW, colour),
-                self.measured_s + plan.warmup.as_secs_f64().min(self.timeline.last().map_or(0.0, |p| p.t_s)),
+                self.loaded_s,
                 self.abandoned
             );
         }
