@@ -257,11 +257,14 @@ impl Drop for Registration {
     }
 }
 
+/// A registered connection, and its task once spawned.
+type Entry = (Arc<ConnectionState>, Option<AbortHandle>);
+
 /// Open connections that have not yet sent a complete request, oldest first (ids grow).
 #[derive(Default)]
 struct Unproven {
     next_id: std::sync::atomic::AtomicU64,
-    connections: Mutex<BTreeMap<u64, (Arc<ConnectionState>, Option<AbortHandle>)>>,
+    connections: Mutex<BTreeMap<u64, Entry>>,
 }
 
 impl Unproven {
@@ -295,7 +298,9 @@ impl Unproven {
             let Some((_, (state, task))) = connections.pop_first() else {
                 break false;
             };
-            if let Some(task) = task.filter(|_| state.activity.requests.load(Ordering::Relaxed) == 0) {
+            if let Some(task) =
+                task.filter(|_| state.activity.requests.load(Ordering::Relaxed) == 0)
+            {
                 task.abort();
                 skipped.push(state);
                 break true;
@@ -310,10 +315,7 @@ impl Unproven {
         evicted
     }
 
-    #[allow(clippy::type_complexity)]
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<u64, (Arc<ConnectionState>, Option<AbortHandle>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
         self.connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
