@@ -192,3 +192,61 @@ class Prometheus:
     def stop(self) -> None:
         stop_process(self.process)
         self.log.close()
+
+
+class KubernetesExporters:
+    """What kube-state-metrics and the kubelet's cAdvisor publish about one origin pod, served over HTTP on a free
+    loopback port for Prometheus to scrape (with honor_labels, as their ServiceMonitors keep the pod's labels).
+    Counters advance with time so rates exist; the Deployment's generation steps once after `rollout_after`
+    scrapes, as a rollout does, so the dashboard's deployment annotation has something to mark."""
+
+    def __init__(self, namespace: str, pod: str, rollout_after: int = 3):
+        import http.server
+
+        started = time.monotonic()
+        scrapes = collections.Counter()
+        labels = f'namespace="{namespace}",pod="{pod}",container="origin"'
+        hpa = f'namespace="{namespace}",horizontalpodautoscaler="counter-origin"'
+
+        def exposition() -> str:
+            elapsed = time.monotonic() - started
+            scrapes["served"] += 1
+            generation = 1 if scrapes["served"] <= rollout_after else 2
+            return "\n".join([
+                f"container_cpu_usage_seconds_total{{{labels}}} {0.35 * elapsed:.3f}",
+                f"container_cpu_cfs_periods_total{{{labels}}} {10 * elapsed:.0f}",
+                f"container_cpu_cfs_throttled_periods_total{{{labels}}} {0.4 * elapsed:.0f}",
+                f"container_memory_working_set_bytes{{{labels}}} 41943040",
+                f'kube_pod_container_resource_requests{{{labels},resource="cpu",unit="core"}} 0.25',
+                f'kube_pod_container_resource_limits{{{labels},resource="cpu",unit="core"}} 1',
+                f'kube_pod_container_resource_requests{{{labels},resource="memory",unit="byte"}} 134217728',
+                f'kube_pod_container_resource_limits{{{labels},resource="memory",unit="byte"}} 268435456',
+                f"kube_pod_container_status_restarts_total{{{labels}}} 0",
+                f'kube_deployment_spec_replicas{{namespace="{namespace}",deployment="counter-origin"}} 2',
+                f'kube_deployment_metadata_generation{{namespace="{namespace}",deployment="counter-origin"}} {generation}',
+                f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}} 2",
+                f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}} 2",
+                f"kube_horizontalpodautoscaler_spec_min_replicas{{{hpa}}} 2",
+                f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}} 10",
+                "",
+            ])
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                body = exposition().encode()
+                self.send_response(200 if self.path == "/metrics" else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.addr = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

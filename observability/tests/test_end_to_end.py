@@ -79,12 +79,16 @@ def running(tmp_path_factory, origin_binary, prometheus_binary, rule_groups):
     # A one-slot write queue makes the concurrent POSTs shed some increments: 503s and `shed` outcomes are
     # then real series, as the error-ratio panels and the original's error rate need.
     origin = live.Origin(origin_binary, workdir, env={"WRITE_QUEUE_CAPACITY": "1"})
+    # The saturation row and the pod counts read the cluster's exporters; here they describe the same pod.
+    kubernetes = live.KubernetesExporters("counter", "counter-origin-e2e-0")
     prometheus = None
     try:
         # Every group evaluated each second, as scraping is (the production 30 s would only slow the test).
         groups = [{**group, "interval": "1s"} for group in rule_groups]
         config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [scrape_config(origin.metrics_addr)]}
+                  "scrape_configs": [scrape_config(origin.metrics_addr),
+                                     {"job_name": "kubernetes", "honor_labels": True,
+                                      "static_configs": [{"targets": [kubernetes.addr]}]}]}
         prometheus = live.Prometheus(prometheus_binary, workdir, config, groups)
         live.wait_for("the origin scraped", lambda: prometheus.query('up{job="counter-origin"} == 1'), timeout=30)
         statuses = live.run_load(origin, LOAD_SECONDS)
@@ -96,6 +100,7 @@ def running(tmp_path_factory, origin_binary, prometheus_binary, rule_groups):
     finally:
         if prometheus is not None:
             prometheus.stop()
+        kubernetes.stop()
         origin.stop()
 
 
