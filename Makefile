@@ -1,8 +1,11 @@
 # Entry points. `make test` is the test command CI runs; `make run` serves the origin locally.
 .PHONY: run test test-rust build bench chaos
 
+# Loopback only: a laptop's origin is not served to its network. The image and the cluster keep
+# the 0.0.0.0 defaults. Either address can be overridden from the environment.
 run:
-	cargo run --release -p counter-origin
+	LISTEN_ADDR=$${LISTEN_ADDR:-127.0.0.1:8080} METRICS_ADDR=$${METRICS_ADDR:-127.0.0.1:9090} \
+		cargo run --release -p counter-origin
 
 build:
 	cargo build --release -p counter-origin

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN_SRC = ROOT / "origin/src"
 
-# Fixed label values (DESIGN §5: no request can create a new series).
+# Fixed label values (docs/design.md §5: no request can create a new series).
 ENDPOINTS = {"/api/counter", "/healthz", "/readyz", "static", "other"}
 METHODS = {"GET", "HEAD", "POST", "OPTIONS", "other"}
 OUTCOMES = {"committed", "shed", "failed", "ambiguous", "expired", "replayed"}

@@ -1,4 +1,4 @@
-//! Correctness of the write path under load (DESIGN §2: nothing lost, nothing doubled, every
+//! Correctness of the write path under load (docs/design.md §2: nothing lost or doubled, every
 //! successful POST gets its own value).
 //!
 //! The run is bracketed by two *sentinel* POSTs, sent alone before and after the load: their

@@ -1,4 +1,4 @@
-//! The Counter Service load tester (DESIGN §8): open- and closed-loop load against any base URL,
+//! The Counter Service load tester (docs/design.md §8): open- and closed-loop load on any base URL,
 //! HDR latency histograms, targets from a file, write correctness checks, and reports; plus the
 //! side-by-side benchmark behind `make bench`.
 

@@ -12,7 +12,7 @@
 //!   carrying keys commits as one transaction that also records them, so a retry with the same key
 //!   gets the first answer instead of a second increment.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,6 +111,7 @@ impl IncrementBatcher {
             traces,
             max_batch,
             close: Arc::clone(&close),
+            incident_failed: AtomicU64::new(0),
         };
         let writer = tokio::spawn(writer.run());
         Self {
@@ -201,6 +202,8 @@ struct Writer {
     traces: Option<Arc<Traces>>,
     max_batch: usize,
     close: Arc<Notify>,
+    /// Increments failed since the last commit (for the line that ends an incident).
+    incident_failed: AtomicU64,
 }
 
 impl Writer {
@@ -282,7 +285,13 @@ impl Writer {
                 self.metrics.batch_size.observe(n as f64);
                 self.metrics.committed.inc_by(counted);
                 self.metrics.replayed.inc_by(n as u64 - counted);
-                self.readiness.store_answered();
+                self.readiness.write_committed();
+                if self.incident_failed.load(Ordering::Relaxed) > 0 {
+                    tracing::info!(
+                        failed = self.incident_failed.swap(0, Ordering::Relaxed),
+                        "increments commit again; the failed ones were answered 503 and not counted"
+                    );
+                }
                 if let Some(&highest) = values.iter().max() {
                     self.cache.observe_committed(highest).await;
                 }
@@ -300,10 +309,18 @@ impl Writer {
             Err(error) => {
                 // The batch's trace id on these log lines (the guard is dropped before any await).
                 let in_batch = trace.as_ref().map(BatchTrace::enter);
+                // Logged once per incident (the first failure after a success), with its cause;
+                // every failed increment is counted in the metrics.
+                let first = self.readiness.write_failed();
+                self.incident_failed.fetch_add(n as u64, Ordering::Relaxed);
                 let (outcome, label) = match &error {
                     StoreError::Unavailable(_) => {
                         self.metrics.failed.inc_by(n as u64);
-                        tracing::warn!(batch = n, %error, "increment batch failed; nothing counted");
+                        if first {
+                            tracing::error!(batch = n, %error, "increments failing: answered 503, nothing counted (logged once until they commit again)");
+                        } else {
+                            tracing::debug!(batch = n, %error, "increment batch failed; nothing counted");
+                        }
                         (IncrementError::Unavailable, "failed")
                     }
                     StoreError::Ambiguous(_) => {

@@ -41,6 +41,12 @@ pub trait CounterStore: Send + Sync + 'static {
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Proves the store answers and its schema is in place (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Commits a write that changes no count, to learn whether writes work again after they
+    /// failed (readiness). In PostgreSQL `value = value + 0` writes a new row version.
+    fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let add = self.add(0);
+        Box::pin(async move { add.await.map(drop) })
+    }
 }
 
 /// What a keyed batch did: each entry's value, and how many entries counted (the others were

@@ -253,6 +253,15 @@ impl Metrics {
         r.register(Box::new(metrics.write_queue_capacity.clone()))
             .unwrap();
         r.register(Box::new(metrics.ready.clone())).unwrap();
+        // Constant 1; the labels say which build runs (build.rs), so a dashboard can count them.
+        let build_info = IntGauge::with_opts(
+            Opts::new("counter_build_info", "1, labelled with the running build")
+                .const_label("version", env!("CARGO_PKG_VERSION"))
+                .const_label("revision", env!("COUNTER_REVISION")),
+        )
+        .unwrap();
+        build_info.set(1);
+        r.register(Box::new(build_info)).unwrap();
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -1,4 +1,4 @@
-//! The HTTP contract of DESIGN §1, held by both stores.
+//! The HTTP contract of docs/design.md §1, held by both stores.
 
 use hyper::{Method, StatusCode};
 
