@@ -31,6 +31,7 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     "counter_read_cache_requests_total": ("counter", {"result": {"hit", "miss"}}),
     "counter_increments_total": ("counter", {"outcome": OUTCOMES}),
     "counter_ready": ("gauge", {}),
+    "counter_build_info": ("gauge", {"version": None, "revision": None}),
     # From the prometheus crate's process collector (feature "process"), not string literals in our source.
     "process_cpu_seconds_total": ("counter", {}),
     "process_resident_memory_bytes": ("gauge", {}),
