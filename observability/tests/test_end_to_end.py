@@ -10,6 +10,7 @@ plain process. Scrape and evaluation run every second so the test needs seconds,
 from __future__ import annotations
 
 import math
+import time
 import os
 import shutil
 from pathlib import Path
@@ -179,3 +180,23 @@ def test_error_ratios_see_the_shed_requests(running, dashboard, rule_groups):
     for source, expr in exprs.items():
         samples = await_data(prometheus, expr)
         assert max(float(s["value"][1]) for s in samples) > 0, f"{source}: 0 despite 503s in the load"
+
+
+def test_the_not_counted_panel_adds_up_to_what_was_shed(running, dashboard):
+    """Summed over time (value × step), a per-second panel must give back the count it shows — what Grafana's
+    graph means. The former `increase(…[$__rate_interval])` at a step 4× shorter than its window gave ~4×."""
+    prometheus, statuses = running
+    (panel,) = [p for p in queries.dashboard_panels(dashboard) if p["title"].startswith("Shed, failed")]
+    # Grafana's $__rate_interval at a 1 s scrape interval is 4 s; the step is the scrape interval.
+    step, window = 1, "4s"
+    expr = queries.substitute(panel["targets"][0]["expr"], {"__rate_interval": window})
+    # Once no window holds a new event the panel reads 0: every event has left every window.
+    live.wait_for("the shed rate back at 0",
+                  lambda: all(float(s["value"][1]) == 0 for s in prometheus.query(expr)), timeout=DATA_TIMEOUT)
+    end = time.time()
+    shown = sum(float(v) * step for series in prometheus.query_range(expr, end - 120, end, step)
+                for _, v in series["values"])
+    (total,) = prometheus.query('sum(counter_increments_total{outcome=~"shed|failed|ambiguous|expired"})')
+    total = float(total["value"][1])
+    assert total >= 100, f"too few shed increments to compare: {total} ({statuses})"
+    assert 0.6 * total <= shown <= 1.5 * total, f"the panel adds up to {shown:.0f}, the origin counted {total:.0f}"
