@@ -122,6 +122,7 @@ def test_latency_percentiles_and_the_issue_panels_are_present(dashboard):
     for series in (
             "http_requests_total", "counter_batch_size_bucket", "counter_store_statement_duration_seconds_bucket",
             "counter_write_queue_depth", "counter_write_queue_high_water", "counter_write_queue_capacity",
+            "counter_store_pool_connections", "counter_store_pool_waiting",
             "counter_read_cache_requests_total", "counter_value", "counter_build_info",
             "counter_increments_total", "process_cpu_seconds_total", "process_resident_memory_bytes",
     ):

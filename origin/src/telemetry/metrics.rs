@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The matched route, as the `endpoint` label.
@@ -112,6 +112,19 @@ const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
 
+/// A connection pool at one moment (the PostgreSQL store's; the embedded store has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub max: usize,
+    /// Connections open, in use or idle.
+    pub open: usize,
+    pub idle: usize,
+    /// Callers waiting for a connection: the pool is the bottleneck.
+    pub waiting: usize,
+}
+
+type PoolSource = Box<dyn Fn() -> Option<PoolUsage> + Send + Sync>;
+
 #[derive(Clone, Copy)]
 pub enum StoreOp {
     Add,
@@ -133,6 +146,10 @@ pub struct Metrics {
     write_queue_high_water: IntGauge,
     queue_peak: AtomicI64,
     pub write_queue_capacity: IntGauge,
+    pool_source: OnceLock<PoolSource>,
+    pool_connections: IntGaugeVec,
+    pool_max: IntGauge,
+    pool_waiting: IntGauge,
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub committed: IntCounter,
@@ -221,6 +238,25 @@ impl Metrics {
             )
             .unwrap(),
             queue_peak: AtomicI64::new(0),
+            pool_source: OnceLock::new(),
+            pool_connections: IntGaugeVec::new(
+                Opts::new(
+                    "counter_store_pool_connections",
+                    "Store pool connections by state (in_use, idle), at scrape time",
+                ),
+                &["state"],
+            )
+            .unwrap(),
+            pool_max: IntGauge::new(
+                "counter_store_pool_max_connections",
+                "Store pool size limit (DATABASE_POOL_SIZE)",
+            )
+            .unwrap(),
+            pool_waiting: IntGauge::new(
+                "counter_store_pool_waiting",
+                "Store calls waiting for a pool connection, at scrape time",
+            )
+            .unwrap(),
             write_queue_capacity: IntGauge::new(
                 "counter_write_queue_capacity",
                 "Increments the write queue holds before shedding (WRITE_QUEUE_CAPACITY)",
@@ -252,6 +288,14 @@ impl Metrics {
             .unwrap();
         r.register(Box::new(metrics.write_queue_capacity.clone()))
             .unwrap();
+        // Both states exist from the start (at 0 without a pool), so panels never read "no data".
+        for state in ["in_use", "idle"] {
+            metrics.pool_connections.with_label_values(&[state]);
+        }
+        r.register(Box::new(metrics.pool_connections.clone()))
+            .unwrap();
+        r.register(Box::new(metrics.pool_max.clone())).unwrap();
+        r.register(Box::new(metrics.pool_waiting.clone())).unwrap();
         r.register(Box::new(metrics.ready.clone())).unwrap();
         // Constant 1; the labels say which build runs (build.rs), so a dashboard can count them.
         let build_info = IntGauge::with_opts(
@@ -287,6 +331,12 @@ impl Metrics {
                 .requests
                 .with_label_values(&labels(&status.to_string())),
         }
+    }
+
+    /// Reads the store's connection pool at each scrape (set once, at start-up). Without a pool
+    /// (the embedded store) the pool series stay at 0.
+    pub fn watch_pool(&self, source: impl Fn() -> Option<PoolUsage> + Send + Sync + 'static) {
+        let _ = self.pool_source.set(Box::new(source));
     }
 
     /// Records the write queue's depth as the writer found it; the scrape publishes the highest.
@@ -327,6 +377,17 @@ impl Metrics {
         let peak = self.queue_peak.swap(0, Ordering::Relaxed);
         self.write_queue_high_water
             .set(peak.max(self.write_queue_depth.get()));
+        if let Some(pool) = self.pool_source.get().and_then(|read| read()) {
+            let idle = pool.idle.min(pool.open);
+            self.pool_connections
+                .with_label_values(&["in_use"])
+                .set((pool.open - idle) as i64);
+            self.pool_connections
+                .with_label_values(&["idle"])
+                .set(idle as i64);
+            self.pool_max.set(pool.max as i64);
+            self.pool_waiting.set(pool.waiting as i64);
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -376,6 +437,33 @@ mod tests {
         metrics.write_queue_depth.set(5);
         let text = String::from_utf8(metrics.render()).unwrap();
         assert_eq!(sample(&text, "counter_write_queue_high_water"), Some(5.0));
+    }
+
+    #[test]
+    fn the_pool_is_read_at_each_scrape() {
+        let metrics = Metrics::new();
+        let usage = std::sync::Arc::new(std::sync::Mutex::new(PoolUsage {
+            max: 4,
+            open: 3,
+            idle: 1,
+            waiting: 0,
+        }));
+        let source = std::sync::Arc::clone(&usage);
+        metrics.watch_pool(move || Some(*source.lock().unwrap()));
+        let text = String::from_utf8(metrics.render()).unwrap();
+        let pool = |series: &str| sample(&text, series);
+        assert_eq!(
+            pool("counter_store_pool_connections{state=\"in_use\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            pool("counter_store_pool_connections{state=\"idle\"}"),
+            Some(1.0)
+        );
+        assert_eq!(pool("counter_store_pool_max_connections"), Some(4.0));
+        usage.lock().unwrap().waiting = 7;
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert_eq!(sample(&text, "counter_store_pool_waiting"), Some(7.0));
     }
 
     #[test]

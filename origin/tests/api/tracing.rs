@@ -474,6 +474,15 @@ async fn batch_spans_carry_their_size_and_each_request_links_to_the_batch_that_c
     lock.await_writer_blocked().await;
     let rest: Vec<_> = (0..5).map(|_| post()).collect();
     app.await_metric("counter_write_queue_depth", 5.0).await;
+    // While a statement waits on the lock, the pool shows its connection in use (and the
+    // queue's high-water mark has seen the five waiting increments).
+    assert!(
+        app.metric("counter_store_pool_connections{state=\"in_use\"}")
+            .await
+            >= 1.0
+    );
+    assert!(app.metric("counter_store_pool_max_connections").await >= 1.0);
+    assert!(app.metric("counter_write_queue_high_water").await >= 5.0);
     lock.release().await;
     assert_eq!(first.await.unwrap().status, StatusCode::OK);
     for answer in rest {
