@@ -235,17 +235,17 @@ impl Traces {
             KeyValue::new("url.path", truncated(path)),
             annotations(&[BATCH_TRACE_ID, ROUTE_ANNOTATION]),
         ];
-        // The client as the ALB saw it: the first X-Forwarded-For hop (the ALB appends the
-        // address it received from; CloudFront's own hop comes after the viewer's).
+        // The viewer: the first X-Forwarded-For hop (CloudFront and the ALB append theirs after
+        // it). A client can send its own header, so this is a hint for tracing, never an identity.
+        // Only an IP address: the exporter ignores anything else, and junk stays out of X-Ray.
         let forwarded_for = request
             .headers()
             .get("x-forwarded-for")
             .and_then(|value| value.to_str().ok())
             .and_then(|list| list.split(',').next())
-            .map(str::trim)
-            .filter(|first| !first.is_empty());
+            .and_then(|first| first.trim().parse::<std::net::IpAddr>().ok());
         if let Some(client) = forwarded_for {
-            attributes.push(KeyValue::new("client.address", truncated(client)));
+            attributes.push(KeyValue::new("client.address", client.to_string()));
         }
         if let Some(agent) = request
             .headers()
