@@ -79,6 +79,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
+    let pooled = Arc::clone(&store);
+    metrics.watch_pool(move || pooled.pool_usage());
     let readiness = Arc::new(Readiness::new(config.ready_stale_after));
     let cache = Arc::new(ReadCache::new(
         Arc::clone(&store),

@@ -99,6 +99,7 @@ impl IncrementBatcher {
         capacity: usize,
     ) -> Self {
         let (queue, receiver) = mpsc::channel(capacity);
+        metrics.write_queue_capacity.set(capacity as i64);
         let close = Arc::new(Notify::new());
         let tracing = traces.is_some();
         let writer = Writer {
@@ -224,6 +225,9 @@ impl Writer {
             if received == 0 {
                 return; // closed and drained
             }
+            // What waited when the writer came back: the queue's peak since the last batch.
+            self.metrics
+                .observe_queue_depth(received + self.receiver.len());
             batch.extend(taken.drain(..).filter_map(|p: Pending| {
                 let claimed = p
                     .claim

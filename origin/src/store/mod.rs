@@ -41,6 +41,10 @@ pub trait CounterStore: Send + Sync + 'static {
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Proves the store answers and its schema is in place (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The connection pool's state, read at each scrape; `None`: the store has no pool.
+    fn pool_usage(&self) -> Option<crate::telemetry::metrics::PoolUsage> {
+        None
+    }
     /// Commits a write that changes no count, to learn whether writes work again after they
     /// failed (readiness). In PostgreSQL `value = value + 0` writes a new row version.
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
