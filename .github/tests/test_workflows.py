@@ -328,7 +328,7 @@ def test_bootstrap_keeps_credentials_off_command_lines_and_copies_no_database_pa
 
 
 def rendered_names():
-    deployment = load_yaml(ROOT / "manifests" / "base" / "deployment.yaml")
+    deployment = load_yaml(ROOT / "manifests" / "base" / "origin" / "deployment.yaml")
     application = load_yaml(ROOT / "manifests" / "argocd" / "application.yaml")
     return deployment, application
 
