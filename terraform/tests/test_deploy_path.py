@@ -3,6 +3,7 @@ form that had it (state writes refused, no storage driver, NetworkPolicies not e
 blocked, alerts going nowhere, the origin signing in as the master user)."""
 
 import fnmatch
+import json
 import re
 
 import pytest
@@ -67,12 +68,22 @@ SECURE = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
         ({"s3:x-amz-server-side-encryption": "AES256"}, True),
         ({"s3:x-amz-server-side-encryption": "aws:kms",
           "s3:x-amz-server-side-encryption-aws-kms-key-id": "arn:partition:kms:region:account:key/other"}, True),
+        # The transport rules every bucket gets from terraform/modules/s3-bucket-hardening.
+        ({"aws:SecureTransport": "false"}, True),
+        ({"s3:TlsVersion": "1.1"}, True),
     ],
-    ids=["no-header", "kms-default-key", "kms-state-key", "sse-s3", "kms-other-key"],
+    ids=["no-header", "kms-default-key", "kms-state-key", "sse-s3", "kms-other-key", "plain-http", "tls-1.1"],
 )
-def test_state_bucket_admits_backend_writes_and_refuses_other_encryption(layers, headers, refused):
-    """Issue 12 #1: no state could be written (the policy denied PutObject without an SSE header)."""
-    policy = layers["bootstrap"].data("aws_iam_policy_document")["state_bucket"]
+def test_state_bucket_admits_backend_writes_and_refuses_other_encryption(layers, modules, headers, refused):
+    """Issue 12 #1: no state could be written (the policy denied PutObject without an SSE header).
+    The policy as applied: the hardening module's transport rules, then the layer's own statements."""
+    call = layers["bootstrap"].module_calls()["state_bucket"]
+    module = modules[call["source"].removeprefix("../")]
+    transport = json.loads(json.dumps(module.data("aws_iam_policy_document")["transport"]["statement"])
+                           .replace("${var.bucket_arn}", call["bucket_arn"]))
+    own = layers["bootstrap"].data("aws_iam_policy_document")["state_bucket"]["statement"]
+    assert call["policy_documents"] == ["${data.aws_iam_policy_document.state_bucket.json}"]
+    policy = {"statement": transport + own}
     verdict = denied(policy, "s3:PutObject", OBJECT, {**SECURE, **headers})
     assert bool(verdict) is refused, f"{headers}: denied by {verdict}" if verdict else f"{headers}: admitted"
 

@@ -6,7 +6,7 @@
 //! database the original filled. The schema is created on first use, idempotently.
 
 mod embedded;
-mod keys;
+mod keyed_batch;
 mod postgres;
 
 use std::future::Future;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use embedded::EmbeddedStore;
-pub use keys::KeyedBatch;
+pub use keyed_batch::KeyedBatch;
 pub use postgres::PostgresStore;
 
 use crate::config::StoreConfig;
