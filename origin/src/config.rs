@@ -63,7 +63,7 @@ pub const VARIABLES: &[Variable] = &[
     var("REQUEST_TIMEOUT_MS", "5000", "per-request deadline (504 once it passes)"),
     var("HEADER_READ_TIMEOUT_MS", "10000", "bound on receiving a request's headers (slow clients)"),
     var("KEEPALIVE_IDLE_TIMEOUT_S", "75", "idle keep-alive connections close after this; keep above the ALB's 60 s"),
-    var("MAX_CONNECTIONS", "10000", "open client connections; further ones wait in the kernel backlog"),
+    var("MAX_CONNECTIONS", "1024", "open client connections; at the limit a new one evicts an idle, stalled or silent one, else waits in the kernel backlog"),
     var("DRAIN_PERIOD_MS", "5000", "after SIGTERM: readiness 503 but keep serving this long"),
     var("SHUTDOWN_TIMEOUT_MS", "10000", "after the drain: bound on finishing requests and flushing writes"),
     var("READY_CHECK_INTERVAL_MS", "1000", "how often the store is pinged for readiness"),

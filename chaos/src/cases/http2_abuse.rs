@@ -1,9 +1,10 @@
 //! HTTP/2 clients that hold resources instead of making requests (docs/design.md §1: bounded
 //! everything), written frame by frame so nothing in a client library smooths them out:
-//! - **zero window**: 400 connections set `INITIAL_WINDOW_SIZE = 0`, open many streams for the
-//!   page and never read, so no answer can be sent. Promise: the origin's memory stays within a
-//!   stated bound and returns near its baseline after they leave, it drops the stalled
-//!   connections itself, and normal clients keep their idle p99 (within 2×);
+//! - **zero window**: 1,500 connections (more than the default `MAX_CONNECTIONS`, 1,024) set
+//!   `INITIAL_WINDOW_SIZE = 0`, open many streams for the page and never read, so no answer can
+//!   be sent. Promise: the origin's memory stays within a stated bound and returns near its
+//!   baseline after they leave, it closes the stalled connections itself (evicting them for new
+//!   ones at the limit), and normal clients are served, within 2× their idle p99;
 //! - **preface flood**: with `MAX_CONNECTIONS=200`, 1,200 connections send only the HTTP/2
 //!   preface (half of them only its first bytes) and wait. Promise: a normal client is served
 //!   within `HEADER_READ_TIMEOUT_MS` + 1 s.
@@ -23,7 +24,7 @@ use crate::probe;
 use crate::report::{ms, Checks};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const ZERO_WINDOW_CONNECTIONS: usize = 400;
+const ZERO_WINDOW_CONNECTIONS: usize = 1500;
 const STREAMS_PER_CONNECTION: u32 = 256;
 /// Peak resident memory the zero-window attack may add: half the pod's 256 Mi limit.
 pub const ZERO_WINDOW_RSS_BOUND_MIB: f64 = 128.0;

@@ -108,6 +108,8 @@ pub enum OpenError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("embedded store {path} is missing but its -wal/-shm files remain")]
+    OrphanedJournal { path: String },
     #[error("embedded store directory {path}: {source}")]
     DataDir {
         path: String,

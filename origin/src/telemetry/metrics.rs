@@ -159,6 +159,48 @@ pub struct Metrics {
     pub expired: IntCounter,
     pub replayed: IntCounter,
     pub ready: IntGauge,
+    connections_closed: [IntCounter; CloseReason::ALL.len()],
+}
+
+/// Why the origin closed a connection itself rather than its client
+/// (`counter_connections_closed_total{reason}`; server.rs decides).
+/// Ordered by how readily an open connection is evicted (server.rs `evict_one`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CloseReason {
+    /// At the limit: it had sent no request.
+    EvictedUnproven,
+    /// At the limit: its client was not reading its answers.
+    EvictedStalled,
+    /// At the limit: it was the longest idle.
+    EvictedIdle,
+    /// A request head (or the first request) did not arrive within the header timeout.
+    HeadTimeout,
+    /// Its client read nothing of what we had for it within the header timeout.
+    SendStalled,
+    /// Idle for the keep-alive timeout.
+    IdleTimeout,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::EvictedUnproven,
+        CloseReason::EvictedStalled,
+        CloseReason::EvictedIdle,
+        CloseReason::HeadTimeout,
+        CloseReason::SendStalled,
+        CloseReason::IdleTimeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::EvictedUnproven => "evicted_unproven",
+            CloseReason::EvictedStalled => "evicted_stalled",
+            CloseReason::EvictedIdle => "evicted_idle",
+            CloseReason::HeadTimeout => "head_timeout",
+            CloseReason::SendStalled => "send_stalled",
+            CloseReason::IdleTimeout => "idle_timeout",
+        }
+    }
 }
 
 impl Metrics {
@@ -271,6 +313,16 @@ impl Metrics {
             expired: outcome("expired"),
             replayed: outcome("replayed"),
             ready: IntGauge::new("counter_ready", "1 when this process reports ready").unwrap(),
+            connections_closed: CloseReason::ALL.map(|reason| {
+                IntCounter::with_opts(
+                    Opts::new(
+                        "counter_connections_closed_total",
+                        "Connections the origin closed itself, by reason",
+                    )
+                    .const_label("reason", reason.label()),
+                )
+                .unwrap()
+            }),
             requests,
             registry,
         };
@@ -297,6 +349,9 @@ impl Metrics {
         r.register(Box::new(metrics.pool_max.clone())).unwrap();
         r.register(Box::new(metrics.pool_waiting.clone())).unwrap();
         r.register(Box::new(metrics.ready.clone())).unwrap();
+        for counter in &metrics.connections_closed {
+            r.register(Box::new(counter.clone())).unwrap();
+        }
         // Constant 1; the labels say which build runs (build.rs), so a dashboard can count them.
         let build_info = IntGauge::with_opts(
             Opts::new("counter_build_info", "1, labelled with the running build")
@@ -337,6 +392,11 @@ impl Metrics {
     /// (the embedded store) the pool series stay at 0.
     pub fn watch_pool(&self, source: impl Fn() -> Option<PoolUsage> + Send + Sync + 'static) {
         let _ = self.pool_source.set(Box::new(source));
+    }
+
+    /// A connection the origin closed itself (all reasons exist at 0 from start-up).
+    pub fn connection_closed(&self, reason: CloseReason) {
+        self.connections_closed[reason as usize].inc();
     }
 
     /// Records the write queue's depth as the writer found it; the scrape publishes the highest.
