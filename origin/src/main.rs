@@ -164,7 +164,13 @@ fn explain(error: &StartError, config: &Config) -> String {
             } else {
                 "METRICS_ADDR"
             };
-            let example = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port().wrapping_add(1));
+            // A suggestion that is neither this port nor the other listener's.
+            let taken = [config.listen_addr.port(), config.metrics_addr.port()];
+            let free = (1..=2u16)
+                .map(|step| addr.port().wrapping_add(step))
+                .find(|port| !taken.contains(port))
+                .unwrap_or(0);
+            let example = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), free);
             match source.kind() {
                 std::io::ErrorKind::AddrInUse => format!(
                     "port {} ({variable}={addr}) is already in use, perhaps by another \
