@@ -180,6 +180,12 @@ resource "aws_eks_node_group" "this" {
   lifecycle {
     # The Cluster Autoscaler owns the desired size once the group exists.
     ignore_changes = [scaling_config[0].desired_size]
+    # The console-created cluster must run the minor everything else is pinned to (the Cluster
+    # Autoscaler chart, Pod Security's enforce-version, the schemas the manifests are checked with).
+    precondition {
+      condition     = data.aws_eks_cluster.this.version == var.kubernetes_version
+      error_message = "The cluster runs Kubernetes ${data.aws_eks_cluster.this.version}, but this deployment is pinned to ${var.kubernetes_version} (terraform/README.md step 3). Upgrade the cluster, or move every pin together (terraform/tests/test_versions.py)."
+    }
   }
 
   # Route tables must exist for nodes to reach the control plane and ECR when they boot.
