@@ -31,6 +31,8 @@ case $tool in
       *" output -raw state_bucket "*) echo "counter-service-tfstate-111122223333-eu-west-2" ;;
       *" output -raw aws_region "*) echo "eu-west-2" ;;
       *" output -raw db_final_snapshot_identifier "*) echo "counter-service-postgres-final-0a1b2c3d" ;;
+      *" output -raw db_resource_id "*) echo "db-ABCDEFGHIJKLMNOPQRSTUVWXY" ;;
+      *" state list "*) printf '%s\n' aws_cloudwatch_log_group.control_plane aws_db_instance.this ;;
       *" output -json github_variables "*) cat "$STUB_DIR/github_variables.json" ;;
     esac
     ;;
@@ -45,6 +47,7 @@ case $tool in
     case $args in
       *" head-object "*) [ -z "${STUB_AWS_ERROR:-}" ] || { echo "$STUB_AWS_ERROR" >&2; exit 254; } ;;
       *" describe-cluster "*) echo ACTIVE ;;
+      *" sts get-caller-identity "*) echo 111122223333 ;;
     esac
     ;;
   kubectl)
@@ -124,20 +127,61 @@ def index_of(calls, fragment):
 # --- step 1: state bootstrap and migration -------------------------------------------------------
 
 
+NO_STATE_OBJECT = {"STUB_AWS_ERROR": "An error occurred (404) when calling the HeadObject operation: Not Found"}
+
+
 def test_bootstrap_state_reads_outputs_before_leaving_the_local_backend(sandbox):
     """Issue 12 #2: the README ran `terraform output` after removing local_override.tf, so the bucket
     name was empty and the migration failed."""
-    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-var", "create_github_oidc_provider=false")
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-var", "create_github_oidc_provider=false",
+                         env=NO_STATE_OBJECT)
     assert result.returncode == 0, result.stderr
     calls = sandbox.calls()
+    assert index_of(calls, "aws s3api head-object --region eu-west-2 --bucket counter-service-tfstate-111122223333-eu-west-2 "
+                           "--key bootstrap/terraform.tfstate") < min(i for i, c in enumerate(calls) if c.startswith("terraform"))
     tf = [c for c in calls if c.startswith("terraform")]
     assert [c.split(" -chdir=")[0] for c in tf] == ["terraform [local-backend]"] * 4 + ["terraform"]
     assert "init -input=false -reconfigure" in tf[0]
-    assert tf[1].endswith("apply -input=false -var github_repository=my-org/counter-service -var create_github_oidc_provider=false")
+    assert tf[1].endswith("apply -input=false"), "the variables come from terraform.tfvars, not the command line"
     assert tf[2].endswith("output -raw state_bucket") and tf[3].endswith("output -raw aws_region")
     assert tf[4].endswith("init -input=false -migrate-state -force-copy "
                           "-backend-config=bucket=counter-service-tfstate-111122223333-eu-west-2 -backend-config=region=eu-west-2")
     assert not (sandbox.root / "terraform" / "bootstrap" / "local_override.tf").exists()
+
+
+def test_bootstrap_state_persists_its_variables_for_every_later_run(sandbox):
+    """W4: teardown re-applied bootstrap with only github_repository, so create_github_oidc_provider
+    fell back to true; the variables now live in a committed terraform.tfvars that Terraform loads."""
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-var", "create_github_oidc_provider=false",
+                         "-var", "cluster_name=prod-eks", env=NO_STATE_OBJECT)
+    assert result.returncode == 0, result.stderr
+    tfvars = (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").read_text().splitlines()
+    assert tfvars[1:] == ['github_repository = "my-org/counter-service"', "create_github_oidc_provider = false",
+                          'cluster_name = "prod-eks"']
+    assert "commit terraform/bootstrap/terraform.tfvars" in result.stderr
+    # A rerun without -var keeps them; another repository is refused rather than overwritten.
+    assert sandbox.run("bootstrap-state.sh", "my-org/counter-service").returncode == 0
+    assert (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").read_text().splitlines() == [
+        (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").read_text().splitlines()[0], *tfvars[1:]]
+    other = sandbox.run("bootstrap-state.sh", "other-org/counter-service")
+    assert other.returncode != 0 and "another repository" in other.stderr
+    refused = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-target=x")
+    assert refused.returncode != 0 and "-var NAME=VALUE" in refused.stderr
+
+
+def test_bootstrap_state_on_a_fresh_clone_finds_the_migrated_state_in_the_bucket(sandbox):
+    """W4: "already migrated" was read from .terraform/, which a fresh clone lacks, so a rerun took
+    the first-run path (a local backend with no state: it would plan to create everything again)."""
+    (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").write_text(
+        'github_repository = "my-org/counter-service"\ncreate_github_oidc_provider = false\n')
+    assert not (sandbox.root / "terraform" / "bootstrap" / ".terraform").exists()
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service")
+    assert result.returncode == 0, result.stderr
+    tf = [c for c in sandbox.calls() if c.startswith("terraform")]
+    assert len(tf) == 2 and not any("[local-backend]" in c for c in tf), tf
+    assert tf[0].endswith("init -input=false -reconfigure -backend-config=bucket=counter-service-tfstate-111122223333-eu-west-2 "
+                          "-backend-config=region=eu-west-2")
+    assert tf[1].endswith("apply -input=false")
 
 
 def test_bootstrap_state_refuses_a_malformed_repository(sandbox):
@@ -197,12 +241,27 @@ def test_teardown_removes_workloads_then_app_then_infra_with_protections_lifted(
         "terraform/infra init -input=false -reconfigure -backend-config=bucket=bucket-1",
         "terraform/infra apply -input=false -auto-approve -var teardown=true",
         "terraform/infra output -raw db_final_snapshot_identifier",
+        "terraform/infra output -raw db_resource_id",
+        "terraform/infra state rm aws_cloudwatch_log_group.control_plane",
         "terraform/infra destroy -input=false -auto-approve -var teardown=true",
     ]
     positions = [index_of(calls, fragment) for fragment in order]
     assert positions == sorted(positions), "\n".join(calls)
     assert not any("terraform/bootstrap" in c for c in calls), "bootstrap only with --bootstrap"
     assert "counter-service-postgres-final-0a1b2c3d" in result.stderr
+    # W7: the automated backups outlive the instance and are billed; without --delete-backups the
+    # script says so and how to delete them, and the log group is deleted only after the cluster.
+    assert "delete-db-instance-automated-backup --region eu-west-2 --dbi-resource-id db-ABCDEFGHIJKLMNOPQRSTUVWXY" in result.stderr
+    assert not any("delete-db-instance-automated-backup" in c for c in calls)
+    assert "aws logs delete-log-group --region eu-west-2 --log-group-name /aws/eks/counter-service/cluster" in result.stderr
+
+
+def test_teardown_deletes_the_automated_backups_when_asked(sandbox):
+    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--delete-backups", "--yes")
+    assert result.returncode == 0, result.stderr
+    calls = sandbox.calls()
+    assert index_of(calls, "terraform/infra destroy") < index_of(
+        calls, "aws rds delete-db-instance-automated-backup --region eu-west-2 --dbi-resource-id db-ABCDEFGHIJKLMNOPQRSTUVWXY")
 
 
 def test_teardown_asks_for_the_cluster_name(sandbox):
@@ -211,14 +270,23 @@ def test_teardown_asks_for_the_cluster_name(sandbox):
     assert sandbox.calls() == []
 
 
+def test_teardown_of_bootstrap_needs_step_1s_variables(sandbox):
+    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--bootstrap", "--yes")
+    assert result.returncode != 0 and "terraform/bootstrap/terraform.tfvars" in result.stderr
+    assert sandbox.calls() == []
+
+
 def test_teardown_of_bootstrap_moves_the_state_out_before_destroying_the_bucket(sandbox):
-    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--bootstrap", "my-org/counter-service", "--yes")
+    (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").write_text(
+        'github_repository = "my-org/counter-service"\ncreate_github_oidc_provider = false\n')
+    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--bootstrap", "--yes")
     assert result.returncode == 0, result.stderr
     calls = [c for c in sandbox.calls() if "terraform/bootstrap" in c]
     assert calls[0].startswith("terraform -chdir") and "-backend-config=bucket=bucket-1" in calls[0]
     assert calls[1].startswith("terraform [local-backend]") and calls[1].endswith("init -input=false -migrate-state -force-copy")
-    assert calls[2].endswith("apply -input=false -auto-approve -var github_repository=my-org/counter-service")
-    assert calls[3].endswith("destroy -input=false -auto-approve -var github_repository=my-org/counter-service")
+    # Step 1's variables come from terraform.tfvars, which Terraform loads: nothing on the command line.
+    assert calls[2].endswith("apply -input=false -auto-approve")
+    assert calls[3].endswith("destroy -input=false -auto-approve")
     bootstrap = sandbox.root / "terraform" / "bootstrap"
     assert not list(bootstrap.glob("*_override.tf")), "the overrides are removed afterwards"
     script = (ROOT / "scripts" / "teardown.sh").read_text()
