@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, load_workflow
 
 STUB = r"""#!/usr/bin/env bash
 # Records the call, answers like the real tool where a script reads the answer.
@@ -40,6 +40,14 @@ case $tool in
     case $args in
       *" variable list "*) printf '%s\n' $STUB_GH_VARIABLES ;;
       *" secret list "*) echo "MANIFEST_PUSH_TOKEN" ;;
+      *" repo view "*) echo "my-org/counter-service" ;;
+      *" api user --jq .id "*) echo 4242 ;;
+      *" api user --jq .login "*) echo operator ;;
+      *" api --method PUT repos/"*"/environments/production "*) cat >"$STUB_DIR/environment_put.json" ;;
+      *" api repos/"*"/environments/production/deployment-branch-policies "*) ;;
+      *" api repos/"*"/environments/production "*)
+        if [ -f "$STUB_DIR/environment.json" ]; then cat "$STUB_DIR/environment.json"
+        else echo "gh: Not Found (HTTP 404)" >&2; exit 1; fi ;;
       *" run list "*) n=$(cat "$STUB_DIR/runs" 2>/dev/null || echo 100); echo "$n"; echo $((n + 1)) >"$STUB_DIR/runs" ;;
     esac
     ;;
@@ -193,13 +201,28 @@ def test_bootstrap_state_refuses_a_malformed_repository(sandbox):
 # --- step 2: repository configuration -------------------------------------------------------------
 
 
+PROTECTED_ENVIRONMENT = {
+    "name": "production",
+    "protection_rules": [{"type": "required_reviewers", "reviewers": [{"type": "User", "reviewer": {"id": 4242}}]}],
+    "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True},
+}
+
+
 def test_configure_repository_sets_every_variable_bootstrap_outputs(sandbox):
+    (sandbox.stubs / "environment.json").write_text(json.dumps(PROTECTED_ENVIRONMENT))
     result = sandbox.run("configure-repository.sh", "my-org/counter-service")
     assert result.returncode == 0, result.stderr
     sets = [c for c in sandbox.calls() if c.startswith("gh variable set")]
     assert sets == [f"gh variable set {k} --body {v} --repo my-org/counter-service" for k, v in GITHUB_VARIABLES.items()]
     assert "secret ARGOCD_REPO_SSH_KEY: not set" in result.stderr
     assert "secret MANIFEST_PUSH_TOKEN: set" in result.stderr
+    # S7: the production environment is scripted too: main only, the operator as required reviewer.
+    put = json.loads((sandbox.stubs / "environment_put.json").read_text())
+    assert put == {"reviewers": [{"type": "User", "id": 4242}],
+                   "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True}}
+    calls = sandbox.calls()
+    assert index_of(calls, "gh api --method PUT repos/my-org/counter-service/environments/production --input -") < index_of(
+        calls, "gh api --method POST repos/my-org/counter-service/environments/production/deployment-branch-policies -f name=main -f type=branch")
 
 
 # --- step 4: first release -------------------------------------------------------------------------
@@ -415,6 +438,32 @@ def test_preflight_skips_with_a_notice_naming_what_is_missing(sandbox, tmp_path)
     denied = sandbox.run("deploy/terraform-preflight.sh", "upstream", "app", "b",
                          env={"GITHUB_OUTPUT": str(out), "STUB_AWS_ERROR": "An error occurred (403) when calling the HeadObject operation: Forbidden"})
     assert denied.returncode != 0, "an access error is not 'not applied yet'"
+
+
+def test_preflight_refuses_to_apply_without_a_reviewed_environment(sandbox):
+    """W1: on a private repository without GitHub Enterprise the environment has no required
+    reviewers (or does not exist), and the apply job would run unreviewed: the plan job stops."""
+    check = lambda: sandbox.run("deploy/terraform-preflight.sh", "environment", "my-org/counter-service", "production")
+    missing = check()
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    unreviewed = {**PROTECTED_ENVIRONMENT, "protection_rules": []}
+    (sandbox.stubs / "environment.json").write_text(json.dumps(unreviewed))
+    result = check()
+    assert result.returncode != 0 and "no required reviewers" in result.stderr and "GitHub Enterprise" in result.stderr
+    (sandbox.stubs / "environment.json").write_text(json.dumps({**PROTECTED_ENVIRONMENT, "deployment_branch_policy": None}))
+    assert check().returncode != 0
+    (sandbox.stubs / "environment.json").write_text(json.dumps(PROTECTED_ENVIRONMENT))
+    assert check().returncode == 0
+
+
+def test_the_plan_job_checks_the_environment_before_anything_is_saved_for_apply():
+    plan = load_workflow("terraform-apply.yml")["jobs"]["plan"]
+    names = [step.get("name", "") for step in plan["steps"]]
+    check = names.index("Production environment reviewed?")
+    assert check < [i for i, s in enumerate(plan["steps"]) if s.get("id") == "plan"][0]
+    assert "terraform-preflight.sh environment" in plan["steps"][check]["run"]
+    assert plan["permissions"]["actions"] == "read"
+    assert load_workflow("terraform-apply.yml")["jobs"]["apply"]["environment"] == "production"
 
 
 def run_step(sandbox, tmp_path, workflow, job, step_id, env):
