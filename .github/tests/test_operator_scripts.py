@@ -402,6 +402,18 @@ def test_bind_environment_writes_the_passwordless_database_url_and_every_binding
     assert "example" not in aws.values()
     assert (manifests / "overlays" / "prod" / "aws.env").read_text().count("documented") == len(aws), "comments kept"
     assert read_env(manifests / "argocd" / "repository.env") == {"REPO_URL": "https://github.com/my-org/counter.git"}
+    assert read_env(manifests / "overlays" / "prod" / "repository.env") == {"REPO_OWNER": "my-org", "REPO_NAME": "counter"}
+
+
+def test_bind_environment_reads_the_repository_from_an_ssh_url_too(sandbox, tmp_path):
+    env_fixture(tmp_path)
+    (tmp_path / "infra.json").write_text(outputs(**INFRA))
+    (tmp_path / "app.json").write_text(outputs(**APP))
+    result = sandbox.run("deploy/bind-environment.sh", str(tmp_path / "infra.json"), str(tmp_path / "app.json"),
+                         "eu-west-2", "git@github.com:my-org/counter.service.git", str(tmp_path / "manifests"))
+    assert result.returncode == 0, result.stderr
+    assert read_env(tmp_path / "manifests" / "overlays" / "prod" / "repository.env") == {
+        "REPO_OWNER": "my-org", "REPO_NAME": "counter.service"}
 
 
 def test_bind_environment_stops_on_a_missing_output(sandbox, tmp_path):

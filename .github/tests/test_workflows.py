@@ -388,13 +388,15 @@ BINDINGS = {
         "ALERTS_TOPIC_REGION",
     },
     "manifests/argocd/repository.env": {"REPO_URL"},
+    "manifests/overlays/prod/repository.env": {"REPO_OWNER", "REPO_NAME"},
 }
 
 
 def test_bootstrap_writes_every_key_of_the_environment_files():
     script = (ROOT / "scripts" / "deploy" / "bind-environment.sh").read_text()
     for path, target in (("manifests/overlays/prod/aws.env", '"$aws_env"'),
-                         ("manifests/argocd/repository.env", '"$repository_env"')):
+                         ("manifests/argocd/repository.env", '"$repository_env"'),
+                         ("manifests/overlays/prod/repository.env", '"$links_env"')):
         keys = {line.split("=")[0] for line in (ROOT / path).read_text().splitlines() if line and not line.startswith("#")}
         written = set(re.findall(rf"set_env {re.escape(target)} (\w+)", script))
         assert written == BINDINGS[path], f"{path}: bind-environment.sh writes {sorted(written)}"

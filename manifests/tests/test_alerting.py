@@ -201,3 +201,51 @@ def test_the_old_severity_only_filter_would_drop_the_alarms():
     """The filter the README used to advise: proof that the test above can fail."""
     alarms = [a for n, a in alerts_topic_publishers().items() if n.startswith("cloudwatch-alarm:")]
     assert not any(sns_filter_accepts({"severity": ["page"]}, a) for a in alarms)
+
+
+# --- runbook links follow the repository the environment is bound to -----------------------------
+
+
+def bound_repository(manifests) -> tuple[str, str]:
+    """OWNER, NAME of manifests/argocd/repository.env's REPO_URL (https or ssh form)."""
+    url = re.search(r"^REPO_URL=(\S+)$", (manifests / "argocd" / "repository.env").read_text(), re.M).group(1)
+    owner, name = re.search(r"[:/]([\w.-]+)/([\w.-]+)$", url).groups()
+    return owner, name.removesuffix(".git")
+
+
+def runbook_urls(docs) -> list[str]:
+    urls = [rule["annotations"]["runbook_url"]
+            for doc in docs if doc["kind"] == "PrometheusRule"
+            for group in doc["spec"]["groups"] for rule in group["rules"]
+            if "runbook_url" in rule.get("annotations", {})]
+    assert urls, "no runbook_url in the rendered PrometheusRules"
+    return urls
+
+
+def assert_runbooks_link_to(docs, owner, name):
+    prefix = f"https://github.com/{owner}/{name}/blob/main/observability/runbooks.md#"
+    wrong = [u for u in runbook_urls(docs) if not u.startswith(prefix)]
+    assert not wrong, f"runbook links outside the bound repository {owner}/{name}: {wrong}"
+
+
+def test_committed_bindings_agree_and_the_prod_runbooks_use_them(prod):
+    owner, name = bound_repository(MANIFESTS)
+    links = dict(l.split("=", 1) for l in (MANIFESTS / "overlays" / "prod" / "repository.env").read_text().splitlines()
+                 if l and not l.startswith("#"))
+    assert links == {"REPO_OWNER": owner, "REPO_NAME": name}, "the two repository bindings disagree"
+    assert_runbooks_link_to(prod, owner, name)
+
+
+def test_prod_runbook_links_follow_a_rebound_repository(tmp_path):
+    """The base rule file names a placeholder repository; the bootstrap rebinds repository.env, and
+    the rendered prod rules must link to the runbooks of *that* repository, not the placeholder."""
+    import shutil
+
+    from conftest import kustomize
+
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    (copy / "argocd" / "repository.env").write_text("REPO_URL=git@github.com:acme-ops/counter.svc.git\n")
+    (copy / "overlays" / "prod" / "repository.env").write_text("REPO_OWNER=acme-ops\nREPO_NAME=counter.svc\n")
+    assert bound_repository(copy) == ("acme-ops", "counter.svc")
+    assert_runbooks_link_to(kustomize(copy / "overlays" / "prod"), "acme-ops", "counter.svc")
