@@ -325,3 +325,16 @@ def test_the_workload_boundary_admits_encrypted_ebs_volumes(layers):
     assert not missing, f"the workload boundary refuses the EBS CSI driver's KMS calls: {missing}"
     grants = [s for s in statements if "kms:CreateGrant" in s["actions"]]
     assert all(s["condition"][0]["variable"] == "kms:GrantIsForAWSResource" for s in grants), grants
+
+
+def test_cloudwatch_observability_runs_only_what_is_used(layers):
+    """S3: the add-on's default turns on Application Signals, which needs X-Ray rights the role lacks
+    (the origin's traces go through ADOT), and on AL2023 nodes the dataplane and host log groups stay
+    empty: neither is configured or pre-created."""
+    infra = layers["infra"]
+    config = infra.locals()["addon_configuration"]["amazon-cloudwatch-observability"]
+    assert config.startswith("${jsonencode(") and "enhanced_container_insights = true" in config, config
+    assert "application_signals" not in config and "traces" not in config, config
+    groups = infra.resource("aws_cloudwatch_log_group", "container_insights")["for_each"]
+    assert groups == '${toset(["application", "performance"])}', groups
+    assert "AWSXrayWriteOnlyAccess" not in json.dumps(infra.locals()["addon_roles"])
