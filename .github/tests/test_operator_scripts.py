@@ -452,6 +452,18 @@ def test_preflight_skips_with_a_notice_naming_what_is_missing(sandbox, tmp_path)
     assert denied.returncode != 0, "an access error is not 'not applied yet'"
 
 
+def test_preflight_plans_bootstrap_only_with_step_1s_variables(sandbox, tmp_path):
+    """W4: without the committed terraform.tfvars, CI's bootstrap plan would use the defaults."""
+    out = tmp_path / "github_output"
+    missing = sandbox.run("deploy/terraform-preflight.sh", "upstream", "bootstrap", "b", env={"GITHUB_OUTPUT": str(out)})
+    assert missing.returncode == 0 and out.read_text() == "ready=false\n"
+    assert "terraform/bootstrap/terraform.tfvars is not committed" in missing.stdout
+    out.unlink()
+    (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").write_text('github_repository = "my-org/counter-service"\n')
+    ready = sandbox.run("deploy/terraform-preflight.sh", "upstream", "bootstrap", "b", env={"GITHUB_OUTPUT": str(out)})
+    assert ready.returncode == 0 and out.read_text() == "ready=true\n"
+
+
 def test_preflight_refuses_to_apply_without_a_reviewed_environment(sandbox):
     """W1: on a private repository without GitHub Enterprise the environment has no required
     reviewers (or does not exist), and the apply job would run unreviewed: the plan job stops."""

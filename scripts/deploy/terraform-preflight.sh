@@ -5,7 +5,7 @@
 #   scripts/deploy/terraform-preflight.sh variables NAME...           every env var NAME is non-empty
 #   scripts/deploy/terraform-preflight.sh upstream LAYER BUCKET [CLUSTER]
 #       infra: the bootstrap state exists in BUCKET and the EKS cluster CLUSTER exists;
-#       app:   the infra state exists; bootstrap: nothing upstream.
+#       app:   the infra state exists; bootstrap: its committed terraform.tfvars (step 1's variables).
 #   scripts/deploy/terraform-preflight.sh environment OWNER/NAME ENVIRONMENT
 #       the GitHub environment exists with at least one required reviewer and a deployment-branch
 #       policy; refuses (exit 1) otherwise. The apply job's only review is that environment: on a
@@ -59,7 +59,12 @@ case $1 in
     [ $# -ge 3 ] || die "usage: $0 upstream LAYER BUCKET [CLUSTER]"
     layer=$2 bucket=$3 cluster=${4:-}
     case $layer in
-      bootstrap) ;;
+      bootstrap)
+        # Planned with other variables than the administrator applied (create_github_oidc_provider
+        # defaulting to true, say), the plan would show changes that are not there.
+        [ -f "$(dirname "$0")/../../terraform/bootstrap/terraform.tfvars" ] \
+          || skip "bootstrap is planned with the variables of step 1, and terraform/bootstrap/terraform.tfvars is not committed (scripts/bootstrap-state.sh writes it)."
+        ;;
       infra)
         state_exists "$bucket" bootstrap/terraform.tfstate \
           || skip "infra reads the bootstrap layer's state, and s3://$bucket/bootstrap/terraform.tfstate does not exist yet (scripts/bootstrap-state.sh)."
