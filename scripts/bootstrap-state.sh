@@ -63,7 +63,7 @@ if [ -z "$bucket" ]; then
 fi
 
 # --- already migrated: apply against the bucket ----------------------------------------------------
-if aws s3api head-object --region "$region" --bucket "$bucket" --key bootstrap/terraform.tfstate >/dev/null 2>&1; then
+if out=$(aws s3api head-object --region "$region" --bucket "$bucket" --key bootstrap/terraform.tfstate 2>&1 >/dev/null); then
   echo "state already in s3://$bucket/bootstrap/terraform.tfstate: applying against it" >&2
   tf init -input=false -reconfigure -backend-config="bucket=$bucket" -backend-config="region=$region"
   tf apply -input=false
@@ -71,6 +71,8 @@ if aws s3api head-object --region "$region" --bucket "$bucket" --key bootstrap/t
 fi
 
 # --- first run: local backend, then migrate ----------------------------------------------------------
+# Only "not found" means a first run; a 403 or a network error must not start a second, local state.
+grep -qE '\(404\)|Not Found|NoSuchKey|NoSuchBucket' <<<"$out" || die "cannot tell whether s3://$bucket/bootstrap/terraform.tfstate exists: $out"
 override="$dir/local_override.tf"
 printf 'terraform {\n  backend "local" {}\n}\n' >"$override"
 trap 'rm -f "$override"' EXIT

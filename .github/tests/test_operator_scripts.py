@@ -192,6 +192,13 @@ def test_bootstrap_state_on_a_fresh_clone_finds_the_migrated_state_in_the_bucket
     assert tf[1].endswith("apply -input=false")
 
 
+def test_bootstrap_state_stops_when_s3_cannot_say(sandbox):
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service",
+                         env={"STUB_AWS_ERROR": "An error occurred (403) when calling the HeadObject operation: Forbidden"})
+    assert result.returncode != 0 and "cannot tell" in result.stderr
+    assert not any(c.startswith("terraform") for c in sandbox.calls()), "no local first run on an access error"
+
+
 def test_bootstrap_state_refuses_a_malformed_repository(sandbox):
     result = sandbox.run("bootstrap-state.sh", "not a repository")
     assert result.returncode != 0 and "OWNER/NAME" in result.stderr
