@@ -254,6 +254,20 @@ def test_image_inputs_trigger_a_release():
     """Every path the image is built from starts release.yml; manifest commits never do."""
     paths = load_workflow("release.yml")["on"]["push"]["paths"]
 
+    # The build context is .dockerignore's allowlist: each `!dir/` or `!file` is an input, so the
+    # trigger paths are derived from it and cannot drift (testkit/ was once missing).
+    inputs = set()
+    for line in DOCKERIGNORE.read_text().splitlines():
+        if line.startswith("!") and "*" not in line:
+            entry = line[1:]
+            inputs.add(entry + "**" if entry.endswith("/") else entry)
+    assert inputs, ".dockerignore has no allowlist"
+    build_definition = {".dockerignore", ".github/workflows/release.yml"}
+    assert set(paths) == inputs | build_definition, (
+        f"release.yml on.push.paths must be .dockerignore's allowlist plus {sorted(build_definition)}: "
+        f"missing {sorted((inputs | build_definition) - set(paths))}, extra {sorted(set(paths) - inputs - build_definition)}"
+    )
+
     def triggers(path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern.replace("**", "*")) for pattern in paths)
 

@@ -388,13 +388,15 @@ BINDINGS = {
         "ALERTS_TOPIC_REGION",
     },
     "manifests/argocd/repository.env": {"REPO_URL"},
+    "manifests/overlays/prod/repository.env": {"REPO_OWNER", "REPO_NAME"},
 }
 
 
 def test_bootstrap_writes_every_key_of_the_environment_files():
     script = (ROOT / "scripts" / "deploy" / "bind-environment.sh").read_text()
     for path, target in (("manifests/overlays/prod/aws.env", '"$aws_env"'),
-                         ("manifests/argocd/repository.env", '"$repository_env"')):
+                         ("manifests/argocd/repository.env", '"$repository_env"'),
+                         ("manifests/overlays/prod/repository.env", '"$links_env"')):
         keys = {line.split("=")[0] for line in (ROOT / path).read_text().splitlines() if line and not line.startswith("#")}
         written = set(re.findall(rf"set_env {re.escape(target)} (\w+)", script))
         assert written == BINDINGS[path], f"{path}: bind-environment.sh writes {sorted(written)}"
@@ -410,7 +412,8 @@ def test_bootstrap_reads_only_outputs_that_terraform_declares():
     scripts = "\n".join(s for _, _, s in run_blocks(load_workflow("bootstrap.yml")))
     scripts += (ROOT / "scripts" / "deploy" / "bind-environment.sh").read_text()
     used = set(re.findall(r'\bout "\$(infra|app)_json" (\w+)', scripts))
-    used |= {("infra", m) for m in re.findall(r"jq -er '\.(\w+)\.value' \"\$RUNNER_TEMP/infra\.json\"", scripts)}
+    used |= set(re.findall(r"jq -er '\.(\w+)\.value(?:\[\])?' \"\$RUNNER_TEMP/(infra|app)\.json\"", scripts))
+    used = {(a, b) if a in ("infra", "app") else (b, a) for a, b in used}
     assert used
     missing = sorted(f"terraform/{layer} output {name}" for layer, name in used if name not in terraform_outputs(layer))
     assert not missing, f"bootstrap.yml reads undeclared outputs: {missing}"
@@ -446,3 +449,23 @@ def test_readme_names_each_pipeline(name):
     readme = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
     section = readme.split("<!-- section: delivery -->", 1)[1].split("<!-- section:", 1)[0]
     assert name in section
+
+
+def test_paging_alarms_are_armed_only_after_the_deploy_succeeded():
+    """W6: the heartbeat and public-URL alarms treat missing data as breaching, so they paged through
+    every bootstrap (and forever after a failed one). Terraform creates them with actions off and
+    leaves that switch to the deploy stage, which enables them as its last step."""
+    alerts = (ROOT / "terraform" / "app" / "alerts.tf").read_text()
+    for name in ("heartbeat", "public_url"):
+        body = re.search(rf'resource "aws_cloudwatch_metric_alarm" "{name}" \{{(.*?)\n\}}', alerts, re.S).group(1)
+        assert 'treat_missing_data  = "breaching"' in body
+        assert "actions_enabled = false" in body, f"{name}: must be created silent"
+        assert "ignore_changes = [actions_enabled]" in body, f"{name}: an apply would silence it again"
+    outputs = (ROOT / "terraform" / "app" / "outputs.tf").read_text()
+    assert re.search(r'output "paging_alarm_names" \{[^}]*heartbeat\.alarm_name, aws_cloudwatch_metric_alarm\.public_url\.alarm_name', outputs)
+    steps = load_workflow("bootstrap.yml")["jobs"]["deploy"]["steps"]
+    names = [step.get("name", "") for step in steps]
+    assert names[-1] == "Arm the paging alarms", "arming must come after the Application is Synced and Healthy"
+    assert "Register the Argo CD project and Application, then sync" in names[:-1]
+    run = steps[-1]["run"]
+    assert "paging_alarm_names" in run and "aws cloudwatch enable-alarm-actions" in run and "alerts_topic_region" in run
