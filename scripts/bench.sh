@@ -8,7 +8,7 @@
 # as RDS): with fsync=off an unbatched commit is nearly free and the batched/unbatched ratio says
 # little. The capacity runs (--db-rtt-ms, --origins; docs/capacity.md) put a latency proxy
 # between the origins and PostgreSQL. Defaults: the whole set in about five minutes; e.g.
-# `scripts/bench.sh --db-rtt-ms 1 --origins ''` for a shorter run.
+# `make bench BENCH_ARGS="--rounds 1 --db-rtt-ms 1 --origins 1,4"` for a shorter run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/tools.sh

@@ -76,6 +76,10 @@ pub struct BenchArgs {
     /// Numbers of origins writing the same row at once; an empty list skips the sweep.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub origins: Vec<usize>,
+    /// PostgreSQL's data directory (its postmaster.pid): the capacity runs read the server's CPU
+    /// time per statement from /proc when it is on this machine.
+    #[arg(long, env = "TEST_PG_DATA_DIR")]
+    pub pg_data_dir: Option<PathBuf>,
     /// The database round trip (ms) of the several-origins runs.
     #[arg(long, default_value_t = 1.0)]
     pub origins_rtt_ms: f64,

@@ -8,6 +8,7 @@
 #   TEST_DATABASE_URL    superuser URL, plaintext on loopback (explicit sslmode=disable)
 #   TEST_PG_TLS_CA_FILE  the CA that signed the server certificate (CN/SAN localhost, 127.0.0.1)
 #   TEST_PG_PORT         the port
+#   TEST_PG_DATA_DIR     its data directory (postmaster.pid: `make bench` reads PostgreSQL's CPU)
 # The server and its directory are removed when the calling shell exits.
 #
 # TEST_PG_DURABLE=1 starts it with real commits (fsync, synchronous_commit and full-page writes
@@ -100,5 +101,6 @@ CONF
   export TEST_PG_TLS_CA_FILE="$dir/ca.crt"
   export TEST_PG_PORT=$port
   export TEST_PG_BIN_DIR=$bin
+  export TEST_PG_DATA_DIR=$dir/data
   echo "throwaway PostgreSQL on 127.0.0.1:$port ($dir$([ "${TEST_PG_DURABLE:-0}" = 1 ] && echo ", durable commits"))" >&2
 }

@@ -107,10 +107,16 @@ pub fn reroute(url: &str, addr: SocketAddr) -> Result<(SocketAddr, String), Stri
     Ok((upstream, format!("{scheme}://{user}{addr}{tail}")))
 }
 
-/// Statements committed, increments committed, and seconds spent in `add` statements so far,
-/// summed over `servers`.
-async fn write_counters(servers: &[Server]) -> Result<(f64, f64, f64), SetupError> {
-    let mut total = (0.0, 0.0, 0.0);
+/// Statements committed, increments committed, seconds spent in `add` statements and CPU
+/// seconds used so far, summed over `servers`.
+async fn write_counters(
+    servers: &[Server],
+    pg_data_dir: Option<&std::path::Path>,
+) -> Result<(f64, f64, f64, f64, f64), SetupError> {
+    let pg = pg_data_dir
+        .and_then(postgres_cpu_seconds)
+        .unwrap_or(f64::NAN);
+    let mut total = (0.0, 0.0, 0.0, 0.0, pg);
     for server in servers {
         let (statements, increments) = batch_counters(server).await?;
         let text = scrape(server).await?;
@@ -119,13 +125,54 @@ async fn write_counters(servers: &[Server]) -> Result<(f64, f64, f64), SetupErro
             "counter_store_statement_duration_seconds_sum{op=\"add\"}",
         )
         .unwrap_or(f64::NAN);
+        let cpu = server.pid().and_then(cpu_seconds).unwrap_or(f64::NAN);
         total = (
             total.0 + statements,
             total.1 + increments,
             total.2 + seconds,
+            total.3 + cpu,
+            total.4,
         );
     }
     Ok(total)
+}
+
+/// User + system CPU time of a process, from /proc/<pid>/stat (in USER_HZ ticks: 100 a second on
+/// every Linux this runs on).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_seconds_of(&stat)
+}
+
+/// CPU seconds of the PostgreSQL server in `data_dir`: the postmaster and its children (backends,
+/// WAL writer, checkpointer), read from /proc.
+fn postgres_cpu_seconds(data_dir: &std::path::Path) -> Option<f64> {
+    let pid_file = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let postmaster: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+    let mut total = cpu_seconds(postmaster)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(postmaster) {
+            total += cpu_seconds_of(&stat).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
+pub fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    // Fields after the command name (which may hold spaces): state is the first, utime the 12th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// What one closed-loop write run did to the database.
@@ -139,12 +186,16 @@ pub struct WriteLoad {
     pub statement_ms: f64,
     pub p99_ms: f64,
     pub failed: u64,
+    /// Origin CPU (user + system, all origins) per successful POST, warm-up included.
+    pub cpu_us_per_increment: f64,
+    /// PostgreSQL's CPU (every process of the server) per statement; NaN when not on this machine.
+    pub postgres_cpu_us_per_statement: f64,
 }
 
 fn write_load(
     result: &RunResult,
-    before: (f64, f64, f64),
-    after: (f64, f64, f64),
+    before: (f64, f64, f64, f64, f64),
+    after: (f64, f64, f64, f64, f64),
 ) -> WriteLoad {
     let statements = after.0 - before.0;
     let increments = after.1 - before.1;
@@ -156,6 +207,8 @@ fn write_load(
         statement_ms: (after.2 - before.2) / statements * 1000.0,
         p99_ms: result.total.latency_ms.p99,
         failed: result.total.failed,
+        cpu_us_per_increment: (after.3 - before.3) / increments * 1e6,
+        postgres_cpu_us_per_statement: (after.4 - before.4) / statements * 1e6,
     }
 }
 
@@ -277,9 +330,9 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             )
             .await?;
             let servers = std::slice::from_ref(&origin);
-            let before = write_counters(servers).await?;
+            let before = write_counters(servers, args.pg_data_dir.as_deref()).await?;
             let result = harness_on(endpoint(servers).await?, closed(args, Scenario::Write)).await?;
-            let after = write_counters(servers).await?;
+            let after = write_counters(servers, args.pg_data_dir.as_deref()).await?;
             capacity.record(&result);
             let open = harness_on(
                 endpoint(servers).await?,
@@ -328,12 +381,12 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
                         .await?,
                     );
                 }
-                let before = write_counters(&servers).await?;
+                let before = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
                 let sampler = LockSampler::start(&args.database_url).await?;
                 let result =
                     harness_on(endpoint(&servers).await?, closed(args, Scenario::Write)).await?;
                 let locks = sampler.finish().await?;
-                let after = write_counters(&servers).await?;
+                let after = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
                 capacity.record(&result);
                 let closed = write_load(&result, before, after);
                 let waiters = locks.waiting as f64 / locks.samples.max(1) as f64;
@@ -452,19 +505,21 @@ pub fn markdown(c: &Capacity, args_rate: f64) -> String {
     if !c.rtt.is_empty() {
         t += &format!(
             "\n### Database round trip (latency proxy; PostgreSQL with real commits)\n\n\
-             | round trip | write path | POST/s (closed loop) | statements/s | average batch | statement | open loop {} POST/s: p50 / p99 / p99.9 | late, unsent, errors |\n\
-             |---|---|---|---|---|---|---|---|\n",
+             | round trip | write path | POST/s (closed loop) | statements/s | average batch | statement | origin CPU per POST | PostgreSQL CPU per statement | open loop {} POST/s: p50 / p99 / p99.9 | late, unsent, errors |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
             super::thousands(args_rate)
         );
         for r in &c.rtt {
             t += &format!(
-                "| {} ms | {} | {} | {} | {:.1} | {:.2} ms | {:.2} / {:.2} / {:.2} ms | {}, {}, {} |\n",
+                "| {} ms | {} | {} | {} | {:.1} | {:.2} ms | {:.0} µs | {:.0} µs | {:.2} / {:.2} / {:.2} ms | {}, {}, {} |\n",
                 r.rtt_ms,
                 r.mode,
                 super::thousands(r.closed.increments_per_s),
                 super::thousands(r.closed.statements_per_s),
                 r.closed.average_batch,
                 r.closed.statement_ms,
+                r.closed.cpu_us_per_increment,
+                r.closed.postgres_cpu_us_per_statement,
                 r.open.p50_ms,
                 r.open.p99_ms,
                 r.open.p999_ms,
@@ -512,6 +567,13 @@ pub fn markdown(c: &Capacity, args_rate: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_comes_from_utime_and_stime() {
+        let stat = "4242 (counter origin) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 3";
+        assert_eq!(cpu_seconds_of(stat), Some(2.0));
+        assert_eq!(cpu_seconds_of("garbage"), None);
+    }
 
     #[test]
     fn reroutes_a_database_url_through_the_proxy() {
