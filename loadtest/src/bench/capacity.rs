@@ -238,6 +238,8 @@ pub struct OriginsRow {
 /// Everything the capacity runs found, for bench.json and the tables.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Capacity {
+    /// Connections of the batched closed loops (MAX_BATCH=1 runs with the side-by-side count).
+    pub batched_connections: usize,
     pub rtt: Vec<RttRow>,
     pub origins: Vec<OriginsRow>,
     pub write_runs: usize,
@@ -318,7 +320,10 @@ impl Capacity {
 
 /// Runs the round-trip sweep and the several-origins sweep the flags ask for.
 pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
-    let mut capacity = Capacity::default();
+    let mut capacity = Capacity {
+        batched_connections: args.capacity_connections,
+        ..Capacity::default()
+    };
     for &rtt_ms in &args.db_rtt_ms {
         let proxy = proxy_for(args, rtt_ms)?;
         for (mode, max_batch) in MODES {
@@ -331,15 +336,20 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             .await?;
             let servers = std::slice::from_ref(&origin);
             let before = write_counters(servers, args.pg_data_dir.as_deref()).await?;
-            let result = harness_on(endpoint(servers).await?, closed(args, Scenario::Write)).await?;
+            let result = harness_on(endpoint(servers).await?, closed_plan(args, max_batch)).await?;
             let after = write_counters(servers, args.pg_data_dir.as_deref()).await?;
             capacity.record(&result);
+            let load = write_load(&result, before, after);
+            // MAX_BATCH=1 cannot take the batched rate: measure its latency at half its ceiling.
+            let rate = if max_batch == 1 {
+                args.open_rate.min((load.increments_per_s / 2.0).round().max(1.0))
+            } else {
+                args.open_rate
+            };
             let open = harness_on(
                 endpoint(servers).await?,
                 super::Plan {
-                    mode: Mode::Open {
-                        rate: args.open_rate,
-                    },
+                    mode: Mode::Open { rate },
                     connections: args.open_connections,
                     duration: args.open_duration,
                     ..closed(args, Scenario::Write)
@@ -350,8 +360,8 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             let row = RttRow {
                 rtt_ms,
                 mode,
-                closed: write_load(&result, before, after),
-                open: open_loop_of(&open, args.open_rate),
+                closed: load,
+                open: open_loop_of(&open, rate),
             };
             eprintln!(
                 "bench: {rtt_ms} ms round trip, {mode}: {:.0} POST/s, {:.0} statements/s (batch {:.1}, statement {:.2} ms); open loop {}/s p99 {:.2} ms",
@@ -359,7 +369,7 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
                 row.closed.statements_per_s,
                 row.closed.average_batch,
                 row.closed.statement_ms,
-                args.open_rate,
+                rate,
                 row.open.p99_ms
             );
             capacity.rtt.push(row);
@@ -383,8 +393,7 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
                 }
                 let before = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
                 let sampler = LockSampler::start(&args.database_url).await?;
-                let result =
-                    harness_on(endpoint(&servers).await?, closed(args, Scenario::Write)).await?;
+                let result = harness_on(endpoint(&servers).await?, closed_plan(args, max_batch)).await?;
                 let locks = sampler.finish().await?;
                 let after = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
                 capacity.record(&result);
@@ -409,6 +418,21 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
         }
     }
     Ok(capacity)
+}
+
+/// The closed loop of a capacity run. Batched: enough connections to reach the CPU rather than
+/// connections ÷ latency. MAX_BATCH=1: the side-by-side count (more would only queue, past the
+/// request deadline, behind one statement at a time).
+fn closed_plan(args: &BenchArgs, max_batch: usize) -> super::Plan {
+    let connections = if max_batch == 1 {
+        args.connections
+    } else {
+        args.capacity_connections
+    };
+    super::Plan {
+        connections,
+        ..closed(args, Scenario::Write)
+    }
 }
 
 fn mode_slug(mode: &str) -> &'static str {
@@ -500,18 +524,17 @@ impl LockSampler {
 }
 
 /// The capacity tables, in Markdown (part of bench.md).
-pub fn markdown(c: &Capacity, args_rate: f64) -> String {
+pub fn markdown(c: &Capacity) -> String {
     let mut t = String::new();
     if !c.rtt.is_empty() {
         t += &format!(
             "\n### Database round trip (latency proxy; PostgreSQL with real commits)\n\n\
-             | round trip | write path | POST/s (closed loop) | statements/s | average batch | statement | origin CPU per POST | PostgreSQL CPU per statement | open loop {} POST/s: p50 / p99 / p99.9 | late, unsent, errors |\n\
+             | round trip | write path | POST/s (closed loop) | statements/s | average batch | statement | origin CPU per POST | PostgreSQL CPU per statement | open loop: rate, p50 / p99 / p99.9 | late, unsent, errors |\n\
              |---|---|---|---|---|---|---|---|---|---|\n",
-            super::thousands(args_rate)
         );
         for r in &c.rtt {
             t += &format!(
-                "| {} ms | {} | {} | {} | {:.1} | {:.2} ms | {:.0} µs | {:.0} µs | {:.2} / {:.2} / {:.2} ms | {}, {}, {} |\n",
+                "| {} ms | {} | {} | {} | {:.1} | {:.2} ms | {:.0} µs | {:.0} µs | {}/s: {:.2} / {:.2} / {:.2} ms | {}, {}, {} |\n",
                 r.rtt_ms,
                 r.mode,
                 super::thousands(r.closed.increments_per_s),
@@ -520,6 +543,7 @@ pub fn markdown(c: &Capacity, args_rate: f64) -> String {
                 r.closed.statement_ms,
                 r.closed.cpu_us_per_increment,
                 r.closed.postgres_cpu_us_per_statement,
+                super::thousands(r.open.rate),
                 r.open.p50_ms,
                 r.open.p99_ms,
                 r.open.p999_ms,
@@ -531,10 +555,11 @@ pub fn markdown(c: &Capacity, args_rate: f64) -> String {
     }
     if !c.origins.is_empty() {
         t += &format!(
-            "\n### Several origins on one row ({} ms round trip; closed loop)\n\n\
+            "\n### Several origins on one row ({} ms round trip; closed loop, batched with {} connections spread over the origins)\n\n\
              | origins | write path | POST/s in all | statements/s | average batch | statement | waiting for the row lock (mean backends; share of samples) | lock wait per statement | p99 |\n\
              |---|---|---|---|---|---|---|---|---|\n",
-            c.origins[0].rtt_ms
+            c.origins[0].rtt_ms,
+            c.batched_connections
         );
         for r in &c.origins {
             t += &format!(
