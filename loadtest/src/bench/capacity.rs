@@ -151,7 +151,11 @@ fn postgres_cpu_seconds(data_dir: &std::path::Path) -> Option<f64> {
     let postmaster: u32 = pid_file.lines().next()?.trim().parse().ok()?;
     let mut total = cpu_seconds(postmaster)?;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -270,7 +274,8 @@ impl Capacity {
     /// The claims of issue 18 that these runs can judge: (name, ratio, at least).
     pub fn claims(&self) -> Vec<(String, f64, f64)> {
         let mut claims = Vec::new();
-        if let (Some(zero), Some(one)) = (self.rate_at(0.0, "batched"), self.rate_at(1.0, "batched"))
+        if let (Some(zero), Some(one)) =
+            (self.rate_at(0.0, "batched"), self.rate_at(1.0, "batched"))
         {
             claims.push((
                 "POST batched at 1 ms round trip ÷ at 0 ms".into(),
@@ -302,11 +307,17 @@ impl Capacity {
                 ));
             }
         }
-        let batched: Vec<&OriginsRow> =
-            self.origins.iter().filter(|r| r.mode == "batched").collect();
+        let batched: Vec<&OriginsRow> = self
+            .origins
+            .iter()
+            .filter(|r| r.mode == "batched")
+            .collect();
         if let (Some(one), Some(most)) = (
             batched.iter().find(|r| r.origins == 1),
-            batched.iter().filter(|r| r.origins > 1).max_by_key(|r| r.origins),
+            batched
+                .iter()
+                .filter(|r| r.origins > 1)
+                .max_by_key(|r| r.origins),
         ) {
             claims.push((
                 format!("POST batched, {} origins ÷ 1 origin", most.origins),
@@ -342,7 +353,8 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             let load = write_load(&result, before, after);
             // MAX_BATCH=1 cannot take the batched rate: measure its latency at half its ceiling.
             let rate = if max_batch == 1 {
-                args.open_rate.min((load.increments_per_s / 2.0).round().max(1.0))
+                args.open_rate
+                    .min((load.increments_per_s / 2.0).round().max(1.0))
             } else {
                 args.open_rate
             };
@@ -393,7 +405,8 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
                 }
                 let before = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
                 let sampler = LockSampler::start(&args.database_url).await?;
-                let result = harness_on(endpoint(&servers).await?, closed_plan(args, max_batch)).await?;
+                let result =
+                    harness_on(endpoint(&servers).await?, closed_plan(args, max_batch)).await?;
                 let locks = sampler.finish().await?;
                 let after = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
                 capacity.record(&result);
@@ -528,9 +541,10 @@ pub fn markdown(c: &Capacity) -> String {
     let mut t = String::new();
     if !c.rtt.is_empty() {
         t += &format!(
-            "\n### Database round trip (latency proxy; PostgreSQL with real commits)\n\n\
+            "\n### Database round trip (latency proxy; PostgreSQL with real commits; batched closed loop with {} connections)\n\n\
              | round trip | write path | POST/s (closed loop) | statements/s | average batch | statement | origin CPU per POST | PostgreSQL CPU per statement | open loop: rate, p50 / p99 / p99.9 | late, unsent, errors |\n\
              |---|---|---|---|---|---|---|---|---|---|\n",
+            c.batched_connections
         );
         for r in &c.rtt {
             t += &format!(
@@ -603,10 +617,16 @@ mod tests {
     #[test]
     fn reroutes_a_database_url_through_the_proxy() {
         let proxy: SocketAddr = "127.0.0.1:6000".parse().unwrap();
-        let (upstream, url) =
-            reroute("postgres://postgres@127.0.0.1:5544/postgres?sslmode=disable", proxy).unwrap();
+        let (upstream, url) = reroute(
+            "postgres://postgres@127.0.0.1:5544/postgres?sslmode=disable",
+            proxy,
+        )
+        .unwrap();
         assert_eq!(upstream, "127.0.0.1:5544".parse().unwrap());
-        assert_eq!(url, "postgres://postgres@127.0.0.1:6000/postgres?sslmode=disable");
+        assert_eq!(
+            url,
+            "postgres://postgres@127.0.0.1:6000/postgres?sslmode=disable"
+        );
         let (upstream, url) = reroute("postgres://u:p@w@127.0.0.1", proxy).unwrap();
         assert_eq!(upstream.port(), 5432);
         assert_eq!(url, "postgres://u:p@w@127.0.0.1:6000");
