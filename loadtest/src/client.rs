@@ -119,7 +119,7 @@ impl Endpoint {
     /// Spreads the connections over `addrs` instead of the resolved addresses, keeping the base
     /// URL's host header and path: several origins behind one name, as a load balancer spreads
     /// them (`loadtest bench --origins`). One endpoint, so one write ledger covers them all.
-    pub fn spread_over(mut self, addrs: Vec<SocketAddr>) -> Self {
+    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
         assert!(!addrs.is_empty(), "spread over at least one address");
         self.addrs = addrs;
         self

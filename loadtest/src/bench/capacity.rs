@@ -471,7 +471,7 @@ async fn endpoint(servers: &[Server]) -> Result<Endpoint, SetupError> {
     Ok(Endpoint::resolve(&servers[0].url())
         .await
         .map_err(|e| SetupError(e.to_string()))?
-        .spread_over(servers.iter().map(|s| s.addr).collect()))
+        .with_addrs(servers.iter().map(|s| s.addr).collect()))
 }
 
 #[derive(Debug, Default)]
