@@ -4,10 +4,11 @@
 # (`loadtest bench`, loadtest/src/bench.rs). Results go to artifacts/bench/; the exit status is
 # non-zero when a performance claim or a write-correctness check fails.
 #
-# The throwaway PostgreSQL runs with fsync=off. That is fair to both sides of every ratio here:
-# the bare server has no database, and the batched/unbatched comparison is about statements per
-# increment, which fsync cost would only scale. Real commit latency is for the deployed check
-# (loadtest/targets/prod.toml).
+# The throwaway PostgreSQL has real commits (TEST_PG_DURABLE=1: fsync and synchronous_commit on,
+# as RDS): with fsync=off an unbatched commit is nearly free and the batched/unbatched ratio says
+# little. The capacity runs (--db-rtt-ms, --origins; docs/capacity.md) put a latency proxy
+# between the origins and PostgreSQL. Defaults: the whole set in about five minutes; e.g.
+# `make bench BENCH_ARGS="--rounds 1 --db-rtt-ms 1 --origins 1,4"` for a shorter run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/tools.sh
@@ -17,7 +18,7 @@ ensure_apt wrk wrk
 
 cargo build --release --locked -p counter-origin --bin counter-origin --example bare-hyper
 cargo build --release --locked -p loadtest
-start_test_postgres
+TEST_PG_DURABLE=1 start_test_postgres
 
 out=artifacts/bench
 mkdir -p "$out"

@@ -17,6 +17,8 @@ use clap::Args;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
+pub mod capacity;
+
 use crate::client::Endpoint;
 use crate::drive::{self, Mode, Plan, Scenario};
 use crate::progress::Progress;
@@ -64,14 +66,33 @@ pub struct BenchArgs {
     /// Measured time of each open-loop run.
     #[arg(long, default_value = "5s", value_parser = crate::cli::duration)]
     pub open_duration: Duration,
-    /// Connections of the open-loop runs.
-    #[arg(long, default_value_t = 64)]
+    /// Connections of the open-loop runs: enough that a rate times the write latency with real
+    /// commits (5,000/s × ~10 ms) never waits for a free connection.
+    #[arg(long, default_value_t = 256)]
     pub open_connections: usize,
+    /// Connections of the capacity runs' batched closed loop: with commits of milliseconds a
+    /// closed loop is bounded by connections ÷ latency, so it needs enough to reach the CPU.
+    #[arg(long, default_value_t = 1024)]
+    pub capacity_connections: usize,
+    /// Database round trips (ms) to measure the write path at, through the latency proxy
+    /// (docs/capacity.md); an empty list skips the sweep.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub db_rtt_ms: Vec<f64>,
+    /// Numbers of origins writing the same row at once; an empty list skips the sweep.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub origins: Vec<usize>,
+    /// PostgreSQL's data directory (its postmaster.pid): the capacity runs read the server's CPU
+    /// time per statement from /proc when it is on this machine.
+    #[arg(long, env = "TEST_PG_DATA_DIR")]
+    pub pg_data_dir: Option<PathBuf>,
+    /// The database round trip (ms) of the several-origins runs.
+    #[arg(long, default_value_t = 1.0)]
+    pub origins_rtt_ms: f64,
 }
 
 /// A started server process.
 struct Server {
-    name: &'static str,
+    name: String,
     child: Child,
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
@@ -101,18 +122,19 @@ fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, SetupError> {
 
 async fn start_origin(
     args: &BenchArgs,
-    name: &'static str,
+    name: String,
     max_batch: usize,
+    database_url: &str,
 ) -> Result<Server, SetupError> {
     let (addr, metrics_addr) = (free_addr()?, free_addr()?);
-    let log = log_file(&args.out, name)?;
+    let log = log_file(&args.out, &name)?;
     // Production settings except the addresses and the batch size (ACCESS_LOG_EVERY stays at
     // its default of 100: sampled access logs are part of the real cost).
     let child = Command::new(&args.origin)
         .env_clear()
         .env("LISTEN_ADDR", addr.to_string())
         .env("METRICS_ADDR", metrics_addr.to_string())
-        .env("DATABASE_URL", &args.database_url)
+        .env("DATABASE_URL", database_url)
         .env("MAX_BATCH", max_batch.to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| SetupError(e.to_string()))?)
@@ -142,7 +164,7 @@ async fn start_bare(args: &BenchArgs) -> Result<Server, SetupError> {
         .spawn()
         .map_err(|e| SetupError(format!("cannot start {}: {e}", args.bare.display())))?;
     let server = Server {
-        name: "bare-hyper",
+        name: "bare-hyper".into(),
         child,
         addr,
         metrics_addr: None,
@@ -276,15 +298,34 @@ pub fn parse_wrk(stdout: &str) -> Result<f64, String> {
 }
 
 async fn harness(url: &str, plan: Plan) -> Result<RunResult, SetupError> {
-    let endpoint = Arc::new(
-        Endpoint::resolve(url)
-            .await
-            .map_err(|e| SetupError(e.to_string()))?,
-    );
-    let outcome = drive::run(endpoint, plan.clone(), &Progress::hidden())
+    let endpoint = Endpoint::resolve(url)
         .await
         .map_err(|e| SetupError(e.to_string()))?;
-    Ok(RunResult::new(url, plan, outcome, None))
+    harness_on(endpoint, plan).await
+}
+
+async fn harness_on(endpoint: Endpoint, plan: Plan) -> Result<RunResult, SetupError> {
+    let url = endpoint.base.clone();
+    let outcome = drive::run(Arc::new(endpoint), plan.clone(), &Progress::hidden())
+        .await
+        .map_err(|e| SetupError(e.to_string()))?;
+    Ok(RunResult::new(&url, plan, outcome, None))
+}
+
+fn open_loop_of(result: &RunResult, rate: f64) -> OpenLoop {
+    let l = result.total.latency_ms;
+    let send = result.open_loop.as_ref().expect("an open-loop run");
+    OpenLoop {
+        scenario: result.plan.scenario.name(),
+        rate,
+        p50_ms: l.p50,
+        p99_ms: l.p99,
+        p999_ms: l.p999,
+        late: send.late,
+        unsent: send.unsent,
+        errors: result.total.failed,
+        curve: result.total.percentiles.clone(),
+    }
 }
 
 fn closed(args: &BenchArgs, scenario: Scenario) -> Plan {
@@ -321,7 +362,7 @@ pub fn median(values: &[f64]) -> f64 {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Claim {
-    pub name: &'static str,
+    pub name: String,
     pub ratio: f64,
     pub at_least: f64,
     pub passed: bool,
@@ -366,6 +407,8 @@ pub struct BenchResult {
     pub write_runs: usize,
     pub write_increments_checked: u64,
     pub correctness_violations: Vec<String>,
+    /// The database round-trip and several-origins runs (docs/capacity.md).
+    pub capacity: capacity::Capacity,
     pub passed: bool,
 }
 
@@ -393,8 +436,8 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| SetupError(format!("{}: {e}", args.out.display())))?;
     let bare = start_bare(args).await?;
-    let batched = start_origin(args, "origin-batched", 512).await?;
-    let single = start_origin(args, "origin-max-batch-1", 1).await?;
+    let batched = start_origin(args, "origin-batched".into(), 512, &args.database_url).await?;
+    let single = start_origin(args, "origin-max-batch-1".into(), 1, &args.database_url).await?;
     eprintln!(
         "bench: bare hyper {}, origin {} (batched), {} (MAX_BATCH=1); {} rounds of {} s",
         bare.addr,
@@ -482,20 +525,12 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
         };
         let result = harness(&batched.url(), plan).await?;
         record_writes(&result, &mut violations);
-        let l = result.total.latency_ms;
-        let send = result.open_loop.expect("open-loop run");
-        open_loop.push(OpenLoop {
-            scenario: scenario.name(),
-            rate: args.open_rate,
-            p50_ms: l.p50,
-            p99_ms: l.p99,
-            p999_ms: l.p999,
-            late: send.late,
-            unsent: send.unsent,
-            errors: result.total.failed,
-            curve: result.total.percentiles.clone(),
-        });
+        open_loop.push(open_loop_of(&result, args.open_rate));
     }
+    let batched_rss = batched.pid().and_then(peak_rss).unwrap_or(0);
+    let single_rss = single.pid().and_then(peak_rss).unwrap_or(0);
+    drop((bare, batched, single));
+    let capacity = capacity::run(args).await?;
 
     let throughput: Vec<Series> = names
         .iter()
@@ -507,37 +542,46 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
         })
         .collect();
     let m = |i: usize| throughput[i].median;
-    let claim = |name, ratio: f64, at_least| Claim {
-        name,
+    let claim = |name: &str, ratio: f64, at_least| Claim {
+        name: name.into(),
         ratio,
         at_least,
         passed: ratio >= at_least,
     };
-    let claims = vec![
+    let mut claims = vec![
         claim("harness ÷ wrk (bare hyper)", m(1) / m(0), 0.8),
         claim("origin cached GET ÷ bare hyper", m(2) / m(1), 0.85),
         claim("origin POST batched ÷ bare hyper", m(3) / m(1), 0.5),
         claim("origin POST batched ÷ MAX_BATCH=1", m(3) / m(4), 10.0),
     ];
+    claims.extend(
+        capacity
+            .claims()
+            .into_iter()
+            .map(|(name, ratio, at_least)| claim(&name, ratio, at_least)),
+    );
+
     let result = BenchResult {
         date: report::utc_timestamp(SystemTime::now()),
         machine: machine(),
         rounds: args.rounds,
         step_s: args.step.as_secs().max(1),
         connections: args.connections,
-        passed: claims.iter().all(|c| c.passed) && violations.is_empty(),
+        passed: claims.iter().all(|c| c.passed)
+            && violations.is_empty()
+            && capacity.violations.is_empty(),
         throughput,
         claims,
         open_loop,
         statements_per_increment: per_increment(before_batched, after_batched),
         statements_per_increment_unbatched: per_increment(before_single, after_single),
-        origin_peak_rss_bytes: batched.pid().and_then(peak_rss).unwrap_or(0),
-        origin_unbatched_peak_rss_bytes: single.pid().and_then(peak_rss).unwrap_or(0),
+        origin_peak_rss_bytes: batched_rss,
+        origin_unbatched_peak_rss_bytes: single_rss,
         write_runs,
         write_increments_checked: increments,
         correctness_violations: violations,
+        capacity,
     };
-    drop((bare, batched, single));
 
     let table = markdown(&result);
     print!("{table}");
@@ -624,6 +668,7 @@ pub fn markdown(r: &BenchResult) -> String {
         r.write_runs,
         thousands(r.write_increments_checked as f64)
     );
+    t += &capacity::markdown(&r.capacity);
     t += &format!(
         "\nResult: {}\n",
         if r.passed {

@@ -116,6 +116,15 @@ impl Endpoint {
         })
     }
 
+    /// Spreads the connections over `addrs` instead of the resolved addresses, keeping the base
+    /// URL's host header and path: several origins behind one name, as a load balancer spreads
+    /// them (`loadtest bench --origins`). One endpoint, so one write ledger covers them all.
+    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
+        assert!(!addrs.is_empty(), "spread over at least one address");
+        self.addrs = addrs;
+        self
+    }
+
     /// A `GET` of another path under the base URL (readiness, metrics).
     pub fn get_request(&self, path: &str) -> Vec<u8> {
         render("GET", &format!("{}{path}", self.prefix), &self.host)

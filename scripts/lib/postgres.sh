@@ -8,7 +8,12 @@
 #   TEST_DATABASE_URL    superuser URL, plaintext on loopback (explicit sslmode=disable)
 #   TEST_PG_TLS_CA_FILE  the CA that signed the server certificate (CN/SAN localhost, 127.0.0.1)
 #   TEST_PG_PORT         the port
+#   TEST_PG_DATA_DIR     its data directory (postmaster.pid: `make bench` reads PostgreSQL's CPU)
 # The server and its directory are removed when the calling shell exits.
+#
+# TEST_PG_DURABLE=1 starts it with real commits (fsync, synchronous_commit and full-page writes
+# on, as RDS runs): for `make bench`, where commit cost is what is measured. The test suites
+# leave it unset and get fsync=off.
 
 pg_bin_dir() {
   local dir
@@ -72,10 +77,21 @@ max_connections = 300
 ssl = on
 ssl_cert_file = '$dir/server.crt'
 ssl_key_file = '$dir/server.key'
+CONF
+  if [ "${TEST_PG_DURABLE:-0}" = 1 ]; then
+    cat >>"$dir/data/postgresql.conf" <<CONF
+# Real commits: every COMMIT waits for its WAL to reach the disk.
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+CONF
+  else
+    cat >>"$dir/data/postgresql.conf" <<CONF
 # A test server: durability is not what is under test, speed of the run is.
 fsync = off
 full_page_writes = off
 CONF
+  fi
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
   # shellcheck disable=SC2064 # expand now: the trap must stop this very server.
@@ -85,5 +101,6 @@ CONF
   export TEST_PG_TLS_CA_FILE="$dir/ca.crt"
   export TEST_PG_PORT=$port
   export TEST_PG_BIN_DIR=$bin
-  echo "throwaway PostgreSQL on 127.0.0.1:$port ($dir)" >&2
+  export TEST_PG_DATA_DIR=$dir/data
+  echo "throwaway PostgreSQL on 127.0.0.1:$port ($dir$([ "${TEST_PG_DURABLE:-0}" = 1 ] && echo ", durable commits"))" >&2
 }

@@ -2,3 +2,4 @@
 //! share, so each exists once: starting an origin and waiting for it, a fresh PostgreSQL
 //! database, free loopback ports, the machine's description, one HTTP/1.1 client, and a
 //! latency-injecting TCP proxy for production-like database round trips.
+pub mod proxy;
