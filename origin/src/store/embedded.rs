@@ -20,7 +20,9 @@ pub struct EmbeddedStore {
 pub const FILE_NAME: &str = "counter.sqlite3";
 
 impl EmbeddedStore {
-    pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
+    /// Opens (or creates) the file and brings its schema to this build's version, or with
+    /// `migrate` false only checks that it is there.
+    pub fn open(data_dir: &Path, migrate: bool) -> Result<Self, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
             path: data_dir.display().to_string(),
             source,
@@ -32,17 +34,18 @@ impl EmbeddedStore {
         };
         let connection = Connection::open(&path).map_err(failed)?;
         connection
-            .execute_batch(&format!(
+            .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA busy_timeout = 5000;
-                 CREATE TABLE IF NOT EXISTS request_counter_state (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
-                 INSERT INTO request_counter_state (id, value) VALUES ({COUNTER_ID}, 0) ON CONFLICT (id) DO NOTHING;
-                 CREATE TABLE IF NOT EXISTS counter_idempotency_keys (
-                     key TEXT PRIMARY KEY, value BIGINT NOT NULL, created_at INTEGER NOT NULL DEFAULT (unixepoch()));
-                 CREATE INDEX IF NOT EXISTS counter_idempotency_keys_created_at ON counter_idempotency_keys (created_at);"
-            ))
+                 PRAGMA busy_timeout = 5000;",
+            )
             .map_err(failed)?;
+        super::schema::sqlite::prepare(&connection, migrate).map_err(|source| {
+            OpenError::Schema {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
         })
