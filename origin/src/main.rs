@@ -1,4 +1,6 @@
 //! `counter-origin`: read the configuration, start logging, run until SIGTERM/SIGINT, drain, exit 0.
+//! `counter-origin migrate`: bring the schema to this build's version, set up the application
+//! role, exit 0 (1 on failure, with the reason logged).
 
 use std::process::ExitCode;
 
@@ -19,6 +21,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        return migrate(config);
+    }
     telemetry::logs::init(&config.log_level, config.traces.is_some());
     let runtime = match config.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread()
@@ -59,6 +64,25 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}
+
+/// `counter-origin migrate` (see `store::migrate`): one run, one log line, exit 0 or 1.
+fn migrate(config: Config) -> ExitCode {
+    telemetry::logs::init(&config.log_level, false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(counter_origin::store::migrate::run(&config)) {
+        Ok(report) => {
+            tracing::info!(%report, "migration done");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "migration failed");
+            ExitCode::FAILURE
         }
     }
 }
