@@ -10,6 +10,7 @@ mod http_limits;
 mod iam;
 mod idempotency;
 mod lifecycle;
+mod migrate_command;
 mod schema;
 mod tls;
 mod tracing;
