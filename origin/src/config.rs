@@ -6,7 +6,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// One environment variable the origin reads.
@@ -150,6 +149,14 @@ impl DatabaseUrl {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The driver's configuration. `sslmode=verify-full` is what `require` does here (chain and
+    /// host name are always verified), but tokio-postgres parses only disable/prefer/require, so it
+    /// reads as `require`; callers set the TLS mode from [`TlsMode`] anyway.
+    pub fn driver_config(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+        use std::str::FromStr;
+        tokio_postgres::Config::from_str(&self.0.replace("sslmode=verify-full", "sslmode=require"))
     }
 }
 
@@ -447,7 +454,8 @@ fn iam_auth(env: &Env<'_>, url: &str, tls: TlsMode) -> Result<IamAuth, ConfigErr
         value: redact_url(url),
         expected: expected.into(),
     };
-    let parsed = tokio_postgres::Config::from_str(url)
+    let parsed = DatabaseUrl::new(url)
+        .driver_config()
         .map_err(|_| invalid("a postgres:// URL or key=value connection string"))?;
     if parsed.get_password().is_some() {
         return Err(invalid(
@@ -757,6 +765,15 @@ mod tests {
             Ok(TlsMode::Disable)
         );
         assert_eq!(pg("postgres://u@h/db?sslmode=prefer"), Err("DATABASE_URL"));
+        assert_eq!(
+            pg("postgres://u@h/db?sslmode=verify-full"),
+            Ok(TlsMode::Require)
+        );
+        let url = DatabaseUrl::new("postgres://u@h/db?sslmode=verify-full");
+        assert!(
+            url.driver_config().is_ok(),
+            "the driver reads verify-full as require"
+        );
     }
 
     #[test]

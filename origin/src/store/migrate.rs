@@ -4,7 +4,6 @@
 //! from Secrets Manager at run time (`DATABASE_MASTER_SECRET_ARN`), so RDS may rotate them freely.
 
 use std::fmt;
-use std::str::FromStr;
 
 use super::statements::postgres::APP_PRIVILEGES;
 use super::{describe, schema};
@@ -69,7 +68,9 @@ pub async fn run(config: &Config) -> Result<Report, MigrateError> {
 }
 
 async fn run_postgres(config: &PostgresConfig) -> Result<Report, MigrateError> {
-    let mut pg = tokio_postgres::Config::from_str(config.url.expose())
+    let mut pg = config
+        .url
+        .driver_config()
         .map_err(|e| MigrateError::Url(e.to_string()))?;
     pg.application_name("counter-origin migrate")
         .connect_timeout(config.connect_timeout);

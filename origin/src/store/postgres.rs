@@ -4,7 +4,6 @@
 //! `UPDATE … RETURNING` commits on its own).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +35,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Must be called inside the tokio runtime (IAM mode starts its credentials task).
     pub fn new(config: &PostgresConfig, statement_timeout: Duration) -> Result<Self, OpenError> {
-        let mut pg =
-            tokio_postgres::Config::from_str(config.url.expose()).map_err(OpenError::Url)?;
+        let mut pg = config.url.driver_config().map_err(OpenError::Url)?;
         pg.application_name("counter-origin")
             .connect_timeout(config.connect_timeout)
             .options(format!(
