@@ -147,7 +147,16 @@ impl TokenSource {
             }
             AwsCredentials::DefaultChain => {
                 let (sender, receiver) = watch::channel(None);
-                tokio::spawn(keep_fresh(auth.region.clone(), sender));
+                let region = auth.region.clone();
+                tokio::spawn(async move {
+                    let sdk = super::aws::sdk_config(&region).await;
+                    match sdk.credentials_provider() {
+                        Some(provider) => keep_fresh(provider, sender).await,
+                        None => tracing::error!(
+                            "RDS IAM auth: the AWS SDK found no credentials provider"
+                        ),
+                    }
+                });
                 Self {
                     scope,
                     credentials: receiver,
@@ -183,12 +192,7 @@ impl TokenSource {
 /// Fetches credentials from the default chain, then again `REFRESH_AHEAD` before they expire.
 /// A failure is logged once (and its recovery), then retried with backoff while the last good
 /// credentials stay in use until they expire.
-async fn keep_fresh(region: String, sender: watch::Sender<Option<Credentials>>) {
-    let sdk = super::aws::sdk_config(&region).await;
-    let Some(provider) = sdk.credentials_provider() else {
-        tracing::error!("RDS IAM auth: the AWS SDK found no credentials provider");
-        return;
-    };
+async fn keep_fresh(provider: impl ProvideCredentials, sender: watch::Sender<Option<Credentials>>) {
     let mut retry = RETRY_FIRST;
     let mut failing = false;
     loop {
@@ -310,6 +314,106 @@ mod tests {
             ..scope()
         };
         assert_ne!(other_region.sign(&credentials, time).unwrap(), token);
+    }
+
+    /// Answers each fetch with the next scripted result, and counts the fetches.
+    #[derive(Debug)]
+    struct Scripted {
+        answers: std::sync::Mutex<std::collections::VecDeque<Result<Credentials, String>>>,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl ProvideCredentials for Scripted {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let next = self
+                .answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("a scripted answer");
+            aws_credential_types::provider::future::ProvideCredentials::ready(
+                next.map_err(
+                    aws_credential_types::provider::error::CredentialsError::provider_error,
+                ),
+            )
+        }
+    }
+
+    fn expiring_in(key: &str, left: Duration) -> Credentials {
+        Credentials::new(key, "secret", None, Some(SystemTime::now() + left), "test")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn credentials_are_fetched_again_ahead_of_expiry_and_a_failure_keeps_the_last_good_ones()
+    {
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let provider = Scripted {
+            answers: std::sync::Mutex::new(
+                [
+                    Ok(expiring_in("FIRST", Duration::from_secs(6 * 60))),
+                    Err("agent unreachable".to_string()),
+                    Ok(expiring_in("SECOND", Duration::from_secs(60 * 60))),
+                ]
+                .into(),
+            ),
+            calls: std::sync::Arc::clone(&fetches),
+        };
+        let calls = || fetches.load(std::sync::atomic::Ordering::SeqCst);
+        let (sender, mut receiver) = watch::channel(None);
+        tokio::spawn(keep_fresh(provider, sender));
+        let key = |r: &watch::Receiver<Option<Credentials>>| {
+            r.borrow().as_ref().map(|c| c.access_key_id().to_string())
+        };
+        receiver.wait_for(Option::is_some).await.unwrap();
+        assert_eq!(key(&receiver).as_deref(), Some("FIRST"));
+        // Six minutes left, refreshed five ahead: the next fetch comes after one minute.
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(calls(), 1);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(calls(), 2, "fetched again ahead of expiry");
+        assert_eq!(
+            key(&receiver).as_deref(),
+            Some("FIRST"),
+            "still valid: kept"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(calls(), 3, "retried after RETRY_FIRST");
+        assert_eq!(key(&receiver).as_deref(), Some("SECOND"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_waits_for_unexpired_credentials_as_long_as_the_caller_allows() {
+        let expired = Credentials::new(
+            "OLD",
+            "secret",
+            None,
+            Some(SystemTime::now() - Duration::from_secs(1)),
+            "test",
+        );
+        let (sender, receiver) = watch::channel(Some(expired));
+        let source = TokenSource {
+            scope: scope(),
+            credentials: receiver,
+            fixed_time: None,
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), source.token())
+                .await
+                .is_err(),
+            "expired credentials never sign a token"
+        );
+        sender.send_replace(Some(expiring_in("NEW", Duration::from_secs(3600))));
+        let token = tokio::time::timeout(Duration::from_secs(3), source.token())
+            .await
+            .expect("fresh credentials sign at once")
+            .unwrap();
+        assert!(token.expose().contains("X-Amz-Credential=NEW%2F"));
     }
 
     #[tokio::test]
