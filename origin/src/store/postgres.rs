@@ -1,7 +1,9 @@
 //! PostgreSQL through a small `deadpool-postgres` pool: TLS by rustls (verified against a CA file
 //! or the system roots), prepared statements, and `statement_timeout` set once per connection at
 //! start-up so an increment costs one round trip (no pre-ping, no BEGIN/COMMIT: the single
-//! `UPDATE … RETURNING` commits on its own).
+//! `UPDATE … RETURNING` commits on its own). Signs in with the URL's password or, with
+//! `DATABASE_AUTH=iam`, an RDS IAM token per new connection (`iam.rs`); the first connection
+//! checks (or brings) the schema at this build's version (`schema.rs`) before any statement runs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
