@@ -1,14 +1,22 @@
 # Entry points. `make test` is the test command CI runs; `make run` serves the origin locally.
-.PHONY: run test test-rust build bench chaos
+.PHONY: run test test-rust build lint bench chaos
 
+# Loopback only: a laptop's origin is not served to its network. The image and the cluster keep
+# the 0.0.0.0 defaults. Either address can be overridden from the environment.
 run:
-	cargo run --release -p counter-origin
+	LISTEN_ADDR=$${LISTEN_ADDR:-127.0.0.1:8080} METRICS_ADDR=$${METRICS_ADDR:-127.0.0.1:9090} \
+		cargo run --release -p counter-origin
 
 build:
 	cargo build --release -p counter-origin
 
 test:
 	scripts/test.sh
+
+# The lint gate, exactly as CI's lint job runs it (ci.yml calls `make lint`, so the two cannot drift).
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test-%:
 	scripts/test.sh $*

@@ -1,12 +1,103 @@
 //! Embeds every file under the workspace's `static/` into the binary (one artifact), with its
-//! content type and a content hash for the ETag, as a generated table `assets.rs` in OUT_DIR.
+//! content type and a content hash for the ETag, as a generated table `assets.rs` in OUT_DIR;
+//! and stamps the build's identity (`COUNTER_REVISION`, `COUNTER_BUILD_TIME`) for `--version`,
+//! `GET /version` and `counter_build_info`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 use std::{env, fs};
 
 fn main() {
+    build_identity();
+    embed_static_files();
+}
+
+/// The git revision: `COUNTER_REVISION` when set (the image build has no `.git`, so the pipeline
+/// passes its commit), else `git rev-parse HEAD`, else `unknown` (a source tarball). The build
+/// time is `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
+fn build_identity() {
+    println!("cargo:rerun-if-env-changed=COUNTER_REVISION");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let revision = env::var("COUNTER_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(git_revision)
+        .unwrap_or_else(|| "unknown".into());
+    // It becomes a JSON string, a Prometheus label and part of --version: keep it plain.
+    assert!(
+        !revision.is_empty()
+            && revision.len() <= 64
+            && revision
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+        "COUNTER_REVISION={revision:?}: expected a git revision (letters, digits, '.', '_', '-'; at most 64)"
+    );
+    println!("cargo:rustc-env=COUNTER_REVISION={revision}");
+    let seconds = match env::var("SOURCE_DATE_EPOCH") {
+        Ok(epoch) => epoch
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("SOURCE_DATE_EPOCH={epoch:?}: expected Unix seconds")),
+        Err(_) => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs(),
+    };
+    println!("cargo:rustc-env=COUNTER_BUILD_TIME={}", rfc3339(seconds));
+}
+
+/// `HEAD`'s commit, and rerun-if-changed on the files a commit or checkout rewrites (found through
+/// git, so a linked worktree, whose `.git` is a file, works too).
+fn git_revision() -> Option<String> {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let git = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(&manifest_dir)
+            .output()
+            .ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        output.status.success().then(|| text.trim().to_string())
+    };
+    let revision = git(&["rev-parse", "--verify", "HEAD"])?;
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+            let path = manifest_dir.join(path);
+            // A file that does not exist would make cargo rerun this script on every build.
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+    Some(revision)
+}
+
+/// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ` (Howard Hinnant's days-to-civil algorithm).
+fn rfc3339(seconds: u64) -> String {
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+fn embed_static_files() {
     let root = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join("../static");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();

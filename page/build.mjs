@@ -41,20 +41,19 @@ export function render() {
   const assets = new Map();
   const url = (name) => `/assets/${name}`;
 
-  // Leaves first: app.js imports counter.js, so counter's hashed name goes into app's content
-  // (and therefore into app's hash).
+  // Leaves first: app.js imports the modules, so their hashed names go into app's content (and
+  // therefore into app's hash).
+  const modules = ['counter.js', 'view.js'];
   const names = {};
-  for (const leaf of ['counter.js', 'style.css', 'icon.svg']) {
+  for (const leaf of [...modules, 'style.css', 'icon.svg']) {
     const bytes = read(leaf);
     names[leaf] = hashedName(leaf, bytes);
     assets.set(names[leaf], bytes);
   }
-  const appSource = replaceOnce(
-    read('app.js').toString('utf8'),
-    "from './counter.js'",
-    `from './${names['counter.js']}'`,
-    'src/app.js',
-  );
+  let appSource = read('app.js').toString('utf8');
+  for (const module of modules) {
+    appSource = replaceOnce(appSource, `from './${module}'`, `from './${names[module]}'`, 'src/app.js');
+  }
   const app = Buffer.from(appSource, 'utf8');
   names['app.js'] = hashedName('app.js', app);
   assets.set(names['app.js'], app);

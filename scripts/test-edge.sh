@@ -26,4 +26,4 @@ CHROMIUM_PATH=$(command -v chromium)
 
 mkdir -p artifacts
 node --test edge/test/*.test.mjs page/test/*.test.mjs
-echo "screenshots: $PWD/artifacts/page.png, $PWD/artifacts/page-error.png" >&2
+echo "screenshots of each state: $PWD/artifacts/page/" >&2

@@ -2,7 +2,8 @@
 # Load-test smoke (CI): the harness against a freshly started origin on a throwaway PostgreSQL,
 # a few seconds per scenario with the loose targets of loadtest/targets/smoke.toml. It proves on
 # every change that the origin serves reads and writes under concurrent load with no errors and
-# no write-correctness violation (distinct values, no gaps), and that the harness still works.
+# no write-correctness violation (distinct values, no gaps), and that the harness still works
+# (its result files, `compare`).
 # The crate's unit and integration tests run in the rust suite (`cargo test --workspace`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,4 +54,17 @@ PY
   # Closed loop: as many concurrent POSTs as 32 connections can send, so batches form.
   smoke write-closed-loop --scenario write --connections 32
   smoke mixed-open-loop --scenario mixed --write-ratio 0.3 --rate 500 --connections 16
+
+  # The regression gate on real output: a run compared with itself is no regression.
+  target/debug/loadtest compare "$out/read-open-loop/result.json" "$out/read-open-loop/result.json" >/dev/null \
+    || die "loadtest compare found a regression between a run and itself"
+  python3 - "$out" <<'PY' || die "a result.json is not the documented schema (loadtest/README.md)"
+import json, sys
+for name in ("read-open-loop", "write-closed-loop", "mixed-open-loop"):
+    r = json.load(open(f"{sys.argv[1]}/{name}/result.json"))
+    assert r["schema_version"] == 1 and r["verdict"] == "pass" and r["targets_file"], name
+    assert r["total"]["status_codes"] and "p95" in r["total"]["latency_ms"], name
+    if name != "read-open-loop":
+        assert r["writes"]["outcome"] == "ok", (name, r["writes"])
+PY
 )

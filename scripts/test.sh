@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(rust loadtest chaos edge observability manifests terraform delivery)
+all=(docs rust loadtest chaos edge observability manifests terraform delivery)
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=("${all[@]}")
 for suite in "${suites[@]}"; do

@@ -3,6 +3,8 @@ pinned to commits), least privilege, no static cloud keys, no hidden failures, a
 between the workflows and the parts they deploy (Terraform outputs, manifests, README)."""
 
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -11,7 +13,7 @@ from conftest import ROOT, load_workflow, load_yaml, run_blocks
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 # Jobs that may write to the repository, and why: the release tag commit and the bootstrap's
 # environment bindings. Anything else asking for contents: write is a finding.
-CONTENTS_WRITERS = {("release.yml", "pin"), ("bootstrap.yml", "deploy")}
+CONTENTS_WRITERS = {("release.yml", "pin"), ("bootstrap.yml", "deploy"), ("bootstrap.yml", "release")}
 
 
 def steps_with_uses(workflows):
@@ -71,7 +73,7 @@ def test_least_privilege_permissions(workflows):
 
 def test_every_workflow_has_a_concurrency_group(workflows):
     for name, workflow in workflows.items():
-        if "workflow_call" in workflow["on"]:
+        if set(workflow["on"]) == {"workflow_call"}:
             jobs = workflow["jobs"].values()
             assert all("concurrency" in job for job in jobs), f"{name}: reusable jobs need their own group"
         else:
@@ -82,6 +84,7 @@ def test_applies_and_releases_are_never_cancelled_half_way(workflows):
     assert workflows["release.yml"]["concurrency"]["cancel-in-progress"] is False
     assert workflows["bootstrap.yml"]["concurrency"]["cancel-in-progress"] is False
     assert workflows["terraform-apply.yml"]["jobs"]["apply"]["concurrency"]["cancel-in-progress"] is False
+    assert workflows["terraform-apply.yml"]["jobs"]["plan"]["concurrency"]["cancel-in-progress"] is False
 
 
 def test_every_job_is_time_bounded(workflows):
@@ -126,21 +129,45 @@ def test_no_hidden_failures_and_no_injection(workflows):
             assert not re.search(r"\b(latest|stable)\b", script) or name != "bootstrap.yml", f"{where}: unpinned"
 
 
-def test_ci_runs_the_test_command_lints_and_builds_both_architectures():
+def test_ci_runs_the_test_command_and_builds_both_architectures():
     ci = load_workflow("ci.yml")
     assert {"pull_request", "push"} <= set(ci["on"])
     scripts = {job_id: "\n".join(s for _, _, s in run_blocks({"jobs": {job_id: job}})) for job_id, job in ci["jobs"].items()}
     everything = "\n".join(scripts.values())
     assert re.search(r"^make test$", everything, re.M), "ci.yml runs the README's test command"
-    assert "cargo fmt --all --check" in everything
-    clippy = re.search(r"cargo clippy .*", everything).group(0)
-    assert "--all-targets" in clippy and clippy.endswith("-- -D warnings")
+    # The terraform suite refuses to run without the pinned terraform binary on PATH.
+    test_steps = ci["jobs"]["test"]["steps"]
+    uses = [s.get("uses", "") for s in test_steps]
+    setup = next(i for i, u in enumerate(uses) if "hashicorp/setup-terraform" in u)
+    make = next(i for i, s in enumerate(test_steps) if s.get("run") == "make test")
+    assert setup < make
+    assert test_steps[setup]["with"]["terraform_version"] == "${{ steps.terraform-version.outputs.version }}"
     builds = [s for job in ci["jobs"].values() for s in job.get("steps", []) if "build-push-action" in s.get("uses", "")]
     assert len(builds) == 1
     build = builds[0]["with"]
     assert build["push"] is False
     assert set(build["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
     assert build["file"] == "origin/Dockerfile" and build["context"] == "."
+
+
+def test_make_lint_is_the_ci_lint_job(workflows):
+    """One lint gate: CI's lint job runs `make lint` and nothing else but toolchain setup, no
+    workflow spells a cargo lint itself, and the recipe (as make reads it) holds both gates."""
+    runs = [s["run"].strip() for s in load_workflow("ci.yml")["jobs"]["rust-lint"]["steps"] if "run" in s]
+    checks = [r for r in runs if not r.startswith("rustup component add ")]
+    assert checks == ["make lint"], f"ci.yml rust-lint must run `make lint` only, runs {checks}"
+    for name, workflow in workflows.items():
+        for job_id, step, script in run_blocks(workflow):
+            assert not re.search(r"cargo (fmt|clippy)", script), f"{name}:{job_id}:{step}: lint in the Makefile's `lint`"
+    make = shutil.which("make")
+    assert make, "make is required (apt-get install make)"
+    recipe = subprocess.run([make, "--dry-run", "--no-print-directory", "lint"], cwd=ROOT, capture_output=True,
+                            text=True, check=False)
+    assert recipe.returncode == 0, recipe.stderr
+    assert recipe.stdout.splitlines() == [
+        "cargo fmt --all --check",
+        "cargo clippy --workspace --all-targets --locked -- -D warnings",
+    ]
 
 
 def test_nothing_is_ever_built_under_emulation(workflows):
@@ -175,9 +202,11 @@ def test_terraform_plans_on_pull_requests_and_applies_main_behind_the_environmen
     assert plan["strategy"]["matrix"]["layer"] == ["bootstrap", "infra", "app"]
     assert "pull_request" in plan["if"]
     assert terraform["jobs"]["apply-infra"]["uses"] == "./.github/workflows/terraform-apply.yml"
-    assert "refs/heads/main" in terraform["jobs"]["apply-infra"]["if"]
+    assert terraform["jobs"]["preflight"]["if"].endswith("github.ref == 'refs/heads/main'")
+    assert terraform["jobs"]["apply-infra"]["needs"] == "preflight"
+    assert terraform["jobs"]["apply-infra"]["if"] == "needs.preflight.outputs.ready == 'true'"
     assert terraform["jobs"]["apply-app"]["needs"] == "apply-infra"
-    applied = [job["with"]["layer"] for job in terraform["jobs"].values() if job["uses"].endswith("terraform-apply.yml")]
+    applied = [job["with"]["layer"] for job in terraform["jobs"].values() if job.get("uses", "").endswith("terraform-apply.yml")]
     assert "bootstrap" not in applied, "CI never applies the layer that defines its own roles"
     for path in ("terraform/**", "edge/**"):
         assert path in terraform["on"]["pull_request"]["paths"] and path in terraform["on"]["push"]["paths"]
@@ -187,46 +216,138 @@ def test_terraform_plans_on_pull_requests_and_applies_main_behind_the_environmen
     for command in ("terraform fmt -check", "terraform init", "terraform validate", "terraform plan", "GITHUB_STEP_SUMMARY"):
         assert command in plan_script
     assert "environment" not in plan_job
-    apply_job = load_workflow("terraform-apply.yml")["jobs"]["apply"]
-    assert apply_job["environment"] == "production"
-    apply_script = "\n".join(s for _, _, s in run_blocks({"jobs": {"apply": apply_job}}))
-    assert "terraform apply -lock-timeout=10m tfplan" in apply_script, "apply exactly the plan it showed"
+
+
+def test_plans_and_first_pushes_skip_with_a_notice_when_nothing_can_run_yet():
+    """Issue 12 #17: PR plans of infra/app failed before those layers existed, and the first push
+    to main applied before the repository variables were set."""
+    plan_job = load_workflow("terraform-plan.yml")["jobs"]["plan"]
+    ids = [s.get("id") for s in plan_job["steps"]]
+    assert ids.index("variables") < ids.index("upstream")
+    credentials = next(i for i, s in enumerate(plan_job["steps"]) if "configure-aws-credentials" in s.get("uses", ""))
+    assert ids.index("variables") < credentials < ids.index("upstream")
+    for step in plan_job["steps"][ids.index("upstream") + 1:]:
+        assert step.get("if") == "steps.upstream.outputs.ready == 'true'", step.get("name", step.get("run"))
+    assert plan_job["steps"][credentials]["if"] == "steps.variables.outputs.ready == 'true'"
+    terraform = load_workflow("terraform.yml")
+    preflight = terraform["jobs"]["preflight"]["steps"][-1]
+    assert preflight["run"].startswith("scripts/deploy/terraform-preflight.sh variables")
+    for layer_job in ("apply-infra", "apply-app"):
+        assert terraform["jobs"][layer_job]["with"]["skip-when-upstream-missing"] is True
+    bootstrap = load_workflow("bootstrap.yml")
+    assert "skip-when-upstream-missing" not in bootstrap["jobs"]["infra"]["with"], "the bootstrap fails instead"
+
+
+def test_apply_plans_first_and_applies_only_the_approved_saved_plan():
+    """Issue 12 #13: reviewers approved before any plan existed. Now the plan job (read-only role, no
+    environment) saves and shows the plan; the environment gate sits on the apply job, which applies
+    that saved plan after checking its SHA-256 against the plan job's output."""
+    workflow = load_workflow("terraform-apply.yml")
+    plan, apply = workflow["jobs"]["plan"], workflow["jobs"]["apply"]
+    assert "environment" not in plan, "the plan must exist before anyone is asked to approve"
+    plan_role = next(s for s in plan["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert plan_role["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_TERRAFORM_PLAN }}"
+    plan_script = "\n".join(s for _, _, s in run_blocks({"jobs": {"plan": plan}}))
+    assert "terraform plan -lock-timeout=10m -detailed-exitcode -out=tfplan" in plan_script
+    assert 'aws s3 cp --only-show-errors tfplan "s3://$TF_STATE_BUCKET/$PLAN_KEY"' in plan_script
+    assert "GITHUB_STEP_SUMMARY" in plan_script
+    assert workflow["env"]["PLAN_KEY"].startswith("plans/${{ github.run_id }}-${{ github.run_attempt }}/")
+
+    assert apply["needs"] == "plan" and apply["environment"] == "production"
+    assert apply["if"] == "needs.plan.outputs.changes == 'true'"
+    apply_role = next(s for s in apply["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert apply_role["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_TERRAFORM_APPLY }}"
+    apply_script = "\n".join(s for _, _, s in run_blocks({"jobs": {"apply": apply}}))
+    assert "terraform plan" not in apply_script, "the apply job never plans again"
+    assert "sha256sum --check --strict" in apply_script
+    fetch = apply_script.index("aws s3 cp")
+    assert fetch < apply_script.index("sha256sum --check") < apply_script.index("terraform apply -lock-timeout=10m tfplan")
     assert "-auto-approve" not in apply_script
     # Layer directories and the Terraform version file the workflows read.
     assert (ROOT / "terraform" / ".terraform-version").is_file()
 
 
-def test_bootstrap_runs_the_five_stages_in_order():
+def test_bootstrap_runs_the_six_stages_in_order():
+    """Issue 12 #3: the first deploy waited for an image nobody built. The release workflow runs as a
+    stage before Argo CD exists, and the deploy stage refuses an overlay that pins no image of this
+    account's ECR."""
     bootstrap = load_workflow("bootstrap.yml")
     assert set(bootstrap["on"]) == {"workflow_dispatch"}
-    order = ["infra", "app", "argocd", "observability", "deploy"]
+    order = ["infra", "app", "release", "argocd", "observability", "deploy"]
     assert list(bootstrap["jobs"]) == order
     for before, after in zip(order, order[1:]):
-        assert bootstrap["jobs"][after]["needs"] == before
-    for job_id in order[2:]:
+        needs = bootstrap["jobs"][after]["needs"]
+        assert before in ([needs] if isinstance(needs, str) else needs), f"{after} must need {before}"
+    assert bootstrap["jobs"]["infra"]["if"] == "github.ref == 'refs/heads/main'", "the pin commit goes to main"
+    assert bootstrap["jobs"]["release"]["uses"] == "./.github/workflows/release.yml"
+    # Least privilege for secrets too: the called release gets the pin token and nothing else.
+    assert bootstrap["jobs"]["release"]["secrets"] == {"MANIFEST_PUSH_TOKEN": "${{ secrets.MANIFEST_PUSH_TOKEN }}"}
+    assert "workflow_call" in load_workflow("release.yml")["on"]
+    for job_id in order[3:]:
         assert bootstrap["jobs"][job_id]["environment"] == "production"
     for key in ("ARGOCD_CHART_VERSION", "KUBE_PROMETHEUS_STACK_CHART_VERSION", "HELM_VERSION"):
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", str(bootstrap["env"][key])), f"{key} must be an exact version"
     scripts = "\n".join(s for _, _, s in run_blocks(bootstrap))
     installs = re.findall(r"helm upgrade --install[^\n]*", scripts)
     assert len(installs) == 2 and all("--version" in i and "--wait" in i for i in installs)
+    deploy = "\n".join(s for _, _, s in run_blocks({"jobs": {"deploy": bootstrap["jobs"]["deploy"]}}))
+    assert deploy.index("aws ecr describe-images") < deploy.index("kubectl apply -k manifests/argocd"), \
+        "the pinned image exists before the Application is registered"
+    assert "ecr_repository_url" in deploy and "sha-[0-9a-f]{40}" in deploy
 
 
-def test_bootstrap_keeps_credentials_off_command_lines():
+def test_release_pushes_no_attestation_manifests():
+    """Issue 12 #19: buildx's provenance/SBOM attestations land in ECR as untagged manifests that no
+    lifecycle rule may safely expire."""
+    build = next(s for s in load_workflow("release.yml")["jobs"]["image"]["steps"] if "build-push-action" in s.get("uses", ""))
+    assert build["with"]["provenance"] is False and build["with"]["sbom"] is False
+
+
+def test_argocd_repository_credential_comes_from_pipeline_secrets():
+    """Issue 12 #4: a private repository needs a credential Argo CD can read; it is created from
+    pipeline secrets by the bootstrap (never in Git)."""
+    job = load_workflow("bootstrap.yml")["jobs"]["argocd"]
+    step = next(s for s in job["steps"] if s.get("id") == "repository")
+    assert set(step["env"]) == {"ARGOCD_REPO_SSH_KEY", "ARGOCD_GITHUB_APP_ID", "ARGOCD_GITHUB_APP_INSTALLATION_ID",
+                                "ARGOCD_GITHUB_APP_PRIVATE_KEY"}
+    assert all(v == f"${{{{ secrets.{k} }}}}" for k, v in step["env"].items())
+    assert 'scripts/deploy/argocd-repository.sh secret "$GITHUB_REPOSITORY"' in step["run"]
+    assert job["outputs"]["repo_url"] == "${{ steps.repository.outputs.url }}"
+    deploy = load_workflow("bootstrap.yml")["jobs"]["deploy"]
+    binding = next(s for s in deploy["steps"] if "bind-environment.sh" in s.get("run", ""))
+    assert binding["env"]["REPO_URL"] == "${{ needs.argocd.outputs.repo_url }}"
+
+
+def test_no_secret_is_applied_client_side():
+    """Issue 12 #16: client-side `kubectl apply` keeps the whole object, plaintext included, in the
+    last-applied-configuration annotation (the old bootstrap piped the database Secret into it).
+    Objects built in a pipeline are applied server-side; the only client-side `apply -f -` left
+    applies a Namespace, which holds nothing secret."""
+    sources = {f"bootstrap.yml:{job}:{step}": script for job, step, script in run_blocks(load_workflow("bootstrap.yml"))}
+    sources |= {str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "scripts").rglob("*.sh")}
+    for where, text in sources.items():
+        for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+            if re.search(r"kubectl apply (?!--server-side)[^|]*-f -", line):
+                assert "create namespace" in line, f"{where}: client-side apply of a piped object: {line.strip()}"
+    repository = (ROOT / "scripts" / "deploy" / "argocd-repository.sh").read_text()
+    assert "kubectl apply --server-side" in repository and "--dry-run=client" in repository
+
+
+def test_bootstrap_keeps_credentials_off_command_lines_and_copies_no_database_password():
     blocks = [s for _, _, s in run_blocks(load_workflow("bootstrap.yml"))]
     scripts = "\n".join(blocks)
     assert not re.search(r"--from-literal=\S*(password|DATABASE_URL)", scripts, re.I)
     assert not re.search(r"--(arg|argjson)\s+\w*pass", scripts, re.I)
-    assert "aws secretsmanager get-secret-value" in scripts
-    assert any(re.search(r"get-secret-value [^\n]*\| jq .*?\| kubectl apply -f -", block, re.S) for block in blocks), \
-        "the database credentials flow through pipes into kubectl apply"
+    # Issue 13: the master password is never read by the pipeline; the legacy Secret is removed.
+    assert "get-secret-value" not in scripts
+    assert "delete secret counter-origin-db --ignore-not-found" in scripts
 
 
 # --- wiring to the other parts --------------------------------------------------------------------
 
 
 def rendered_names():
-    deployment = load_yaml(ROOT / "manifests" / "base" / "deployment.yaml")
+    deployment = load_yaml(ROOT / "manifests" / "base" / "origin" / "deployment.yaml")
     application = load_yaml(ROOT / "manifests" / "argocd" / "application.yaml")
     return deployment, application
 
@@ -244,8 +365,9 @@ def test_bootstrap_names_match_the_manifests():
         for env in container.get("env", [])
         if "secretKeyRef" in env.get("valueFrom", {})
     ]
-    assert refs, "the origin Deployment reads no Secret?"
-    for ref in refs:
+    # Issue 13: the database Secret is gone (IAM authentication); until the manifests drop their
+    # reference to it (deploy-k8s, same change), it is the one Secret the bootstrap no longer makes.
+    for ref in (r for r in refs if r["name"] != "counter-origin-db"):
         assert f'name: "{ref["name"]}"' in scripts, f"bootstrap does not create Secret {ref['name']}"
         assert f"{ref['key']}:" in scripts, f"bootstrap does not set key {ref['key']}"
     assert "kubectl apply -k manifests/argocd" in scripts
@@ -258,13 +380,25 @@ def test_bootstrap_names_match_the_manifests():
         assert f"--from-literal={key}=" in scripts or f"--from-file={key}=" in scripts
 
 
+# The aws.env keys the bootstrap writes (deploy-k8s's contract, /work/wt/REQUESTS.md).
+BINDINGS = {
+    "manifests/overlays/prod/aws.env": {
+        "ALB_SECURITY_GROUP_ID", "TARGET_GROUP_NAME", "ADOT_COLLECTOR_ROLE_ARN", "VPC_CIDR", "REGION",
+        "CLUSTER_NAME", "DATABASE_URL", "DATABASE_MASTER_SECRET_ARN", "ALERTS_TOPIC_ARN", "HEARTBEAT_TOPIC_ARN",
+        "ALERTS_TOPIC_REGION",
+    },
+    "manifests/argocd/repository.env": {"REPO_URL"},
+}
+
+
 def test_bootstrap_writes_every_key_of_the_environment_files():
-    scripts = "\n".join(s for _, _, s in run_blocks(load_workflow("bootstrap.yml")))
+    script = (ROOT / "scripts" / "deploy" / "bind-environment.sh").read_text()
     for path, target in (("manifests/overlays/prod/aws.env", '"$aws_env"'),
-                         ("manifests/argocd/repository.env", "manifests/argocd/repository.env")):
-        keys = [line.split("=")[0] for line in (ROOT / path).read_text().splitlines() if line and not line.startswith("#")]
-        written = set(re.findall(rf"set_env {re.escape(target)} (\w+)", scripts))
-        assert set(keys) == written, f"{path}: file has {sorted(keys)}, bootstrap writes {sorted(written)}"
+                         ("manifests/argocd/repository.env", '"$repository_env"')):
+        keys = {line.split("=")[0] for line in (ROOT / path).read_text().splitlines() if line and not line.startswith("#")}
+        written = set(re.findall(rf"set_env {re.escape(target)} (\w+)", script))
+        assert written == BINDINGS[path], f"{path}: bind-environment.sh writes {sorted(written)}"
+        assert keys <= written, f"{path} has keys {sorted(keys - written)} that the bootstrap never writes"
 
 
 def terraform_outputs(layer):
@@ -274,8 +408,9 @@ def terraform_outputs(layer):
 
 def test_bootstrap_reads_only_outputs_that_terraform_declares():
     scripts = "\n".join(s for _, _, s in run_blocks(load_workflow("bootstrap.yml")))
-    used = set(re.findall(r"\bout (infra|app) (\w+)", scripts))
-    used |= {("infra", name) for name in re.findall(r"\bout (db_\w+)", scripts)}
+    scripts += (ROOT / "scripts" / "deploy" / "bind-environment.sh").read_text()
+    used = set(re.findall(r'\bout "\$(infra|app)_json" (\w+)', scripts))
+    used |= {("infra", m) for m in re.findall(r"jq -er '\.(\w+)\.value' \"\$RUNNER_TEMP/infra\.json\"", scripts)}
     assert used
     missing = sorted(f"terraform/{layer} output {name}" for layer, name in used if name not in terraform_outputs(layer))
     assert not missing, f"bootstrap.yml reads undeclared outputs: {missing}"

@@ -1,9 +1,10 @@
 """Production verifies the database's certificate (issue 9, security checks).
 
 The chain that makes it true has links in four places, and each is checked here:
-- the origin reads DATABASE_URL only from the Secret (no URL, hence no sslmode, in Git), and the
-  Secret is written by the bootstrap pipeline (and the manual recipe in manifests/README.md) with sslmode=require;
-  with rustls, `require` verifies the chain and the host name, and the origin refuses `prefer`/`allow`
+- the origin signs in with IAM (DATABASE_AUTH=iam, issue 13): its DATABASE_URL holds no password,
+  names the least-privilege role counter_app and says sslmode=require, both as rendered and as the
+  bootstrap writes it (scripts/deploy/bind-environment.sh into aws.env); no database Secret exists.
+  With rustls, `require` verifies the chain and the host name, and the origin refuses `prefer`/`allow`
   (origin/src/config.rs; the secrets fault case shows an untrusted certificate being refused);
 - DATABASE_CA_FILE points at a file the prod overlay mounts read-only from the ConfigMap that the
   bootstrap pipeline fills with AWS's RDS CA bundle (RDS certificates are not in the public roots);
@@ -71,17 +72,17 @@ def origin_environment(docs: list[dict], container: dict) -> dict[str, object]:
     return env
 
 
-def test_the_database_url_comes_only_from_the_secret(prod):
+def test_the_database_url_is_passwordless_iam_over_tls(prod):
     _, container = origin_container(prod)
     env = origin_environment(prod, container)
-    source = env.get("DATABASE_URL")
-    assert isinstance(source, dict) and "secretKeyRef" in source, (
-        f"DATABASE_URL must come from a Secret (its sslmode is set where the Secret is written), got {source!r}"
-    )
-    assert source["secretKeyRef"] == {"name": "counter-origin-db", "key": "DATABASE_URL"}
-    assert not any(
-        d["kind"] == "Secret" and d["metadata"]["name"] == "counter-origin-db" for d in prod
-    ), "the database Secret must not be in Git"
+    url = env.get("DATABASE_URL")
+    assert isinstance(url, str), f"DATABASE_URL must be a literal (it holds no secret), got {url!r}"
+    assert re.fullmatch(r"postgres://counter_app@[^:/@]+:\d+/\w+\?sslmode=require", url), url
+    assert env.get("DATABASE_AUTH") == "iam", env.get("DATABASE_AUTH")
+    secrets = [d["metadata"]["name"] for d in prod if d["kind"] == "Secret"]
+    assert not secrets, f"no Secret belongs in the rendered prod overlay: {secrets}"
+    for variable in container.get("env", []):
+        assert "secretKeyRef" not in (variable.get("valueFrom") or {}), variable
 
 
 def test_the_ca_file_is_the_mounted_rds_bundle(prod):
@@ -112,17 +113,17 @@ def test_nothing_rendered_turns_tls_off(prod_text):
 
 def test_every_url_written_into_the_secret_requires_tls():
     sources = {
-        ".github/workflows/bootstrap.yml": (REPO / ".github" / "workflows" / "bootstrap.yml").read_text(),
+        "scripts/deploy/bind-environment.sh": (REPO / "scripts" / "deploy" / "bind-environment.sh").read_text(),
         "manifests/README.md": (REPO / "manifests" / "README.md").read_text(),
     }
     templates = {
         name: re.findall(r'"postgres://[^"]*"', text) for name, text in sources.items()
     }
-    assert templates[".github/workflows/bootstrap.yml"], "bootstrap builds no postgres:// URL?"
+    assert templates["scripts/deploy/bind-environment.sh"], "the bootstrap builds no postgres:// URL?"
     for name, urls in templates.items():
         for url in urls:
             assert url.rstrip('"').endswith("?sslmode=require"), f"{name}: {url} must end with ?sslmode=require"
-    weak = WEAK_SSLMODE.search(sources[".github/workflows/bootstrap.yml"])
+    weak = WEAK_SSLMODE.search(sources["scripts/deploy/bind-environment.sh"])
     assert weak is None, f"bootstrap mentions {weak.group(0)}"
 
 

@@ -220,10 +220,14 @@ pub struct Latencies {
 
 impl Latencies {
     pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Self {
+        Self::of_durations(records.into_iter().map(|r| r.latency))
+    }
+
+    pub fn of_durations(latencies: impl IntoIterator<Item = Duration>) -> Self {
         let mut histogram =
             Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-        for record in records {
-            histogram.saturating_record(record.latency.as_micros().max(1) as u64);
+        for latency in latencies {
+            histogram.saturating_record(latency.as_micros().max(1) as u64);
         }
         if histogram.is_empty() {
             return Self::default();

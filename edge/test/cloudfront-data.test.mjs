@@ -1,5 +1,5 @@
 // cloudfront.json is what Terraform turns into cache policies and behaviours: these tests hold it
-// to the edge design (DESIGN.md §3, §6) and to the function and the page it serves.
+// to the edge design (docs/design.md §3, §6) and to the function and the page it serves.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';

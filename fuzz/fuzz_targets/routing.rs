@@ -1,5 +1,5 @@
 //! Routing: any method and any request target hyper accepts must route without panicking, and
-//! the decision must be one the HTTP contract allows (DESIGN §1).
+//! the decision must be one the HTTP contract allows (docs/design.md §1).
 //!
 //! Input: `METHOD SP TARGET` (bytes); inputs hyper itself would refuse are skipped, since they
 //! never reach the router.
@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         Action::Increment => assert!(method == Method::POST && route.endpoint == Endpoint::Counter),
         Action::Health => assert!(reads && path == "/healthz"),
         Action::Ready => assert!(reads && path == "/readyz"),
+        Action::Version => assert!(reads && path == "/version"),
         // Only GET/HEAD ever reach an asset, and only its own path (`/` is the page).
         Action::Asset(asset) => {
             let own = asset.path == path || (path == "/" && asset.path == "/index.html");

@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Apply load to BASE_URL (e.g. http://127.0.0.1:8080 or https://dxxxx.cloudfront.net).
     Run(RunArgs),
+    /// Compare two results (result.json): exit 1 when B regresses on A beyond the tolerance.
+    Compare(CompareArgs),
     /// Start PostgreSQL-backed origins and a bare hyper server and measure them side by side.
     Bench(crate::bench::BenchArgs),
 }
@@ -31,6 +33,9 @@ pub enum ScenarioName {
     Write,
     Mixed,
 }
+
+/// A named type so that clap takes `--stages` as one value (it treats `Vec` as "repeatable").
+pub type Stages = Vec<crate::drive::Stage>;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -45,6 +50,11 @@ pub struct RunArgs {
     /// Open loop at this many requests per second; without it, closed loop (as fast as possible).
     #[arg(short, long, value_parser = positive)]
     pub rate: Option<f64>,
+    /// Open loop through stages instead of one rate: DURATION:RATE,… e.g. 10s:1000,30s:5000,10s:0
+    /// (the rate moves linearly to each stage's RATE, from 0). The stages are the whole run: no
+    /// warm-up, and each stage's latency is reported apart.
+    #[arg(long, value_parser = crate::drive::Stage::parse_list, conflicts_with_all = ["rate", "duration", "warmup"])]
+    pub stages: Option<Stages>,
     /// Keep-alive connections.
     #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub connections: u16,
@@ -78,6 +88,27 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the result as JSON (the same document as result.json) instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline result.json.
+    pub a: PathBuf,
+    /// The result.json to judge against it.
+    pub b: PathBuf,
+    /// Relative change allowed before it is a regression: B's rate may be this much lower,
+    /// its latencies this much higher (0.1 = 10%).
+    #[arg(long, default_value_t = 0.1, value_parser = ratio)]
+    pub tolerance: f64,
+    /// Latencies within this many milliseconds of A's never regress (sub-millisecond noise).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_latency_change_ms: f64,
+    /// Absolute rise in error rate allowed (0.001 = 0.1 percentage points).
+    #[arg(long, default_value_t = 0.001, value_parser = ratio)]
+    pub error_tolerance: f64,
 }
 
 /// `1.5s`, `250ms`, `100us`, `2m`, `1h`.
@@ -148,5 +179,32 @@ mod tests {
             Cli::try_parse_from(["loadtest", "run", "http://x", "--write-ratio", "2"]).is_err()
         );
         assert!(Cli::try_parse_from(["loadtest", "run", "http://x", "-c", "0"]).is_err());
+        let staged =
+            Cli::try_parse_from(["loadtest", "run", "http://x", "--stages", "1s:10,2s:0"]).unwrap();
+        let Command::Run(args) = staged.command else {
+            panic!("run")
+        };
+        assert_eq!(args.stages.as_ref().map(Vec::len), Some(2));
+        assert_eq!(args.plan().duration, Duration::from_secs(3));
+        assert_eq!(args.plan().warmup, Duration::ZERO);
+        for clash in ["-r", "-d", "-w"] {
+            let value = if clash == "-r" { "5" } else { "1s" };
+            assert!(
+                Cli::try_parse_from([
+                    "loadtest", "run", "http://x", "--stages", "1s:1", clash, value
+                ])
+                .is_err(),
+                "--stages with {clash}"
+            );
+        }
+        Cli::try_parse_from([
+            "loadtest",
+            "compare",
+            "a.json",
+            "b.json",
+            "--tolerance",
+            "0.2",
+        ])
+        .unwrap();
     }
 }

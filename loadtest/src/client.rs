@@ -121,13 +121,25 @@ impl Endpoint {
         render("GET", &format!("{}{path}", self.prefix), &self.host)
     }
 
+    /// True when every address the host resolved to is on this machine.
+    pub fn is_loopback(&self) -> bool {
+        self.addrs.iter().all(|a| a.ip().is_loopback())
+    }
+
     /// Opens connection number `index`; connections are spread over the resolved addresses
     /// (a CDN name resolves to several edge servers).
     pub async fn connect(&self, index: usize) -> Result<Connection, RequestError> {
+        self.open(index).await.map_err(|_| RequestError::Connect)
+    }
+
+    /// As `connect`, keeping the cause, for the one place a person reads it: the connections
+    /// opened before the run.
+    pub async fn open(&self, index: usize) -> Result<Connection, ConnectError> {
         let addr = self.addrs[index % self.addrs.len()];
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|_| RequestError::Connect)?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| ConnectError {
+            addr,
+            cause: e.to_string(),
+        })?;
         // Small requests and answers: never wait for Nagle.
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match &self.tls {
@@ -136,7 +148,10 @@ impl Endpoint {
                 tokio_rustls::TlsConnector::from(Arc::clone(config))
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|_| RequestError::Connect)?,
+                    .map_err(|e| ConnectError {
+                        addr,
+                        cause: format!("TLS handshake: {e}"),
+                    })?,
             ),
         };
         Ok(Connection {
@@ -147,7 +162,21 @@ impl Endpoint {
             post: Arc::clone(&self.post),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             reusable: true,
+            last_status: 0,
         })
+    }
+}
+
+/// Why a connection could not be opened, for people: the address and the system's reason.
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    pub addr: SocketAddr,
+    pub cause: String,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.addr, self.cause)
     }
 }
 
@@ -259,6 +288,7 @@ pub struct Connection {
     post: Arc<[u8]>,
     timer: Pin<Box<tokio::time::Sleep>>,
     reusable: bool,
+    last_status: u16,
 }
 
 /// A parsed answer: status, where the body sits in the buffer, and whether the server closes.
@@ -353,12 +383,18 @@ impl Connection {
         }
         *filled = 0;
         self.reusable = !answer.close;
+        self.last_status = answer.status;
         Ok(answer)
     }
 
     /// False once the server said it closes the connection: open a new one.
     pub fn is_reusable(&self) -> bool {
         self.reusable
+    }
+
+    /// The status of the last complete answer on this connection.
+    pub fn last_status(&self) -> u16 {
+        self.last_status
     }
 }
 

@@ -1,4 +1,4 @@
-//! Correctness of the write path under load (DESIGN §2: nothing lost, nothing doubled, every
+//! Correctness of the write path under load (docs/design.md §2: nothing lost or doubled, every
 //! successful POST gets its own value).
 //!
 //! The run is bracketed by two *sentinel* POSTs, sent alone before and after the load: their
@@ -75,9 +75,24 @@ impl WriteLedger {
     }
 }
 
+/// What the write checks concluded, as `result.json` spells it.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// Every check ran and passed.
+    Ok,
+    /// Nothing was violated, but gaps (lost answers) could not be checked or judged: see
+    /// `gaps_not_checked`. Not a failure, and not the same as `ok`.
+    OkGapsNotChecked,
+    Violated,
+}
+
 /// The verdict on the writes of one run.
 #[derive(Clone, Debug, Serialize)]
 pub struct WriteCheck {
+    pub outcome: WriteOutcome,
+    /// Why gaps were not checked (the closing sentinel failed) or not judged (other writers).
+    pub gaps_not_checked: Option<String>,
     /// True when the harness assumed it was the only writer (gaps judged).
     pub exclusive: bool,
     pub before: i64,
@@ -107,10 +122,45 @@ impl WriteCheck {
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
     }
+
+    /// `ok`, `ok (gaps not checked: …)` or `VIOLATED`.
+    pub fn verdict(&self) -> String {
+        match (self.outcome, &self.gaps_not_checked) {
+            (WriteOutcome::Violated, _) => "VIOLATED".into(),
+            (WriteOutcome::OkGapsNotChecked, Some(why)) => format!("ok (gaps not checked: {why})"),
+            _ => "ok".into(),
+        }
+    }
 }
 
 /// Judges the run. `values` are all successful write answers (any order).
 pub fn check(
+    values: Vec<i64>,
+    ledger: &WriteLedger,
+    before: i64,
+    after: Option<i64>,
+    uncertain: u64,
+    exclusive: bool,
+) -> WriteCheck {
+    let mut check = judge(values, ledger, before, after, uncertain, exclusive);
+    check.gaps_not_checked = if after.is_none() {
+        Some("the closing sentinel POST failed, so the counter's movement is unknown".into())
+    } else if !exclusive {
+        Some("--shared-counter: other writers move this counter".into())
+    } else {
+        None
+    };
+    check.outcome = if !check.passed() {
+        WriteOutcome::Violated
+    } else if check.gaps_not_checked.is_some() {
+        WriteOutcome::OkGapsNotChecked
+    } else {
+        WriteOutcome::Ok
+    };
+    check
+}
+
+fn judge(
     mut values: Vec<i64>,
     ledger: &WriteLedger,
     before: i64,
@@ -145,6 +195,8 @@ pub fn check(
     let out_of_range = values.iter().filter(|&&v| !in_range(v)).count() as u64;
 
     let mut check = WriteCheck {
+        outcome: WriteOutcome::Ok,
+        gaps_not_checked: None,
         exclusive,
         before,
         after,
@@ -241,6 +293,10 @@ mod tests {
         let ledger = WriteLedger::new(10);
         let check = check(vec![13, 11, 12], &ledger, 10, Some(14), 0, true);
         assert!(check.passed(), "{:?}", check.violations);
+        assert_eq!(
+            (check.outcome, check.verdict().as_str()),
+            (WriteOutcome::Ok, "ok")
+        );
         assert_eq!((check.gaps, check.counter_delta), (0, Some(3)));
     }
 
@@ -251,6 +307,10 @@ mod tests {
         assert!(!check.passed());
         assert_eq!(check.duplicates, 1);
         assert_eq!(check.duplicate_examples, vec![2]);
+        assert_eq!(
+            (check.outcome, check.verdict().as_str()),
+            (WriteOutcome::Violated, "VIOLATED")
+        );
         assert!(check.violations[0].contains("duplicate"));
     }
 
@@ -268,6 +328,7 @@ mod tests {
 
         let shared = check(vec![1, 2, 5], &ledger, 0, Some(7), 0, false);
         assert!(shared.passed());
+        assert_eq!(shared.outcome, WriteOutcome::OkGapsNotChecked);
         assert!(shared.notes[0].contains("other writers"));
     }
 
@@ -302,5 +363,9 @@ mod tests {
         assert!(check.passed());
         assert_eq!(check.counter_delta, None);
         assert!(check.notes[0].contains("unknown"));
+        assert_eq!(check.outcome, WriteOutcome::OkGapsNotChecked);
+        assert!(check
+            .verdict()
+            .starts_with("ok (gaps not checked: the closing sentinel"));
     }
 }

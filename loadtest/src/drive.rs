@@ -8,15 +8,20 @@
 //! - **Closed loop**: each connection sends its next request as soon as the previous one is
 //!   answered: the maximum throughput the server (and this machine) sustains.
 //!
-//! Both are bounded by time and, optionally, by a request count.
+//! - **Ramp** (`stages`): open loop whose rate moves linearly from one stage's target to the
+//!   next (k6's ramping arrival rate), starting from 0.
+//!
+//! Both are bounded by time and, optionally, by a request count, and can be stopped early
+//! (Ctrl-C): sending stops at once, answers in flight get a bounded grace, and the run still
+//! produces its result, marked interrupted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
-use crate::client::{Connection, Endpoint, Op, RequestError};
+use crate::client::{ConnectError, Connection, Endpoint, Op, RequestError};
 use crate::correctness::{self, WriteCheck, WriteLedger};
 use crate::progress::Progress;
 use crate::stats::{Interval, Recorded, Recorder, Sample};
@@ -28,6 +33,45 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 const PACER_IDLE_CHECK: Duration = Duration::from_millis(1);
 /// The closing sentinel is retried this often (a loaded server may still shed it).
 const SENTINEL_ATTEMPTS: u32 = 5;
+/// After a stop, answers already in flight get at most this long (or the request timeout, if
+/// shorter) before they are abandoned: long enough for a healthy server, short enough that a
+/// person who pressed Ctrl-C is not kept waiting on a hung one.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(2);
+/// The last interval of the timeline is charted only when it is (nearly) a whole second: the
+/// run's end races the one-second ticker by a few milliseconds.
+const WHOLE_SECOND: Duration = Duration::from_millis(900);
+
+/// Asks a run to stop early (Ctrl-C). Cloning shares the same signal.
+#[derive(Clone, Default)]
+pub struct Stop {
+    inner: Arc<(AtomicBool, Notify)>,
+}
+
+impl Stop {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn trigger(&self) {
+        self.inner.0.store(true, Ordering::Release);
+        self.inner.1.notify_waiters();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.inner.0.load(Ordering::Acquire)
+    }
+
+    /// Resolves once `trigger` was called (at once if it already was).
+    pub async fn triggered(&self) {
+        let notified = self.inner.1.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a trigger between the two is not missed.
+        notified.as_mut().enable();
+        if !self.is_triggered() {
+            notified.await;
+        }
+    }
+}
 
 /// What requests the run sends.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -77,11 +121,65 @@ impl Scenario {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Mode {
     Closed,
-    Open { rate: f64 },
+    Open {
+        rate: f64,
+    },
+    /// Open loop through `stages`; the plan's duration is their sum and there is no warm-up.
+    Ramp {
+        stages: Vec<Stage>,
+    },
+}
+
+/// One stage of a ramp: over `duration`, the rate moves linearly to `target` per second.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Stage {
+    #[serde(serialize_with = "crate::report::serialize_secs")]
+    pub duration: Duration,
+    pub target: f64,
+}
+
+impl Stage {
+    /// `10s:1000,30s:5000,10s:0`.
+    pub fn parse_list(text: &str) -> Result<Vec<Stage>, String> {
+        let stages = text
+            .split(',')
+            .map(|part| {
+                let (duration, target) = part
+                    .split_once(':')
+                    .ok_or_else(|| format!("{part:?}: expected DURATION:RATE, e.g. 10s:1000"))?;
+                let duration = crate::cli::duration(duration)?;
+                let target: f64 = target
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{part:?}: {target:?} is not a rate"))?;
+                if !(target >= 0.0 && target.is_finite()) || duration.is_zero() {
+                    return Err(format!(
+                        "{part:?}: needs a positive duration and a rate ≥ 0"
+                    ));
+                }
+                Ok(Stage { duration, target })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if stages.iter().all(|s| s.target == 0.0) {
+            return Err("every stage has rate 0: nothing would be sent".into());
+        }
+        Ok(stages)
+    }
+}
+
+impl Mode {
+    /// The schedule of intended send times, for the open-loop modes.
+    pub fn schedule(&self) -> Option<Schedule> {
+        match self {
+            Mode::Closed => None,
+            Mode::Open { rate } => Some(Schedule::Constant(Period::of_rate(*rate))),
+            Mode::Ramp { stages } => Some(Schedule::Ramp(stages.clone())),
+        }
+    }
 }
 
 /// Everything that shapes one run.
@@ -103,14 +201,22 @@ pub struct Plan {
     pub exclusive: bool,
 }
 
-/// One second of the run, for the progress line and the latency-over-time chart.
+/// One second of the run, for the progress line and the charts over time. The warm-up is
+/// included; a trailing interval shorter than a second is not (it would plunge every line).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TimelinePoint {
     /// Seconds since the load started, at the end of this interval.
     pub t_s: f64,
     pub warmup: bool,
+    /// Successful answers in this interval, and per second.
+    pub ok: u64,
     pub ok_per_s: f64,
+    /// Failed requests per second (errors and error statuses).
+    pub errors_per_s: f64,
+    /// Failed requests in this interval.
     pub failed: u64,
+    /// Requests sent and not yet answered at the end of the interval.
+    pub in_flight: u64,
     pub read: Option<LatencySummary>,
     pub write: Option<LatencySummary>,
 }
@@ -141,23 +247,59 @@ pub struct Outcome {
     pub recorded: Recorded,
     /// The measured window (after warm-up), shorter than planned when a request cap ended it.
     pub measured: Duration,
+    /// How long load was applied, warm-up included (up to the stop, when there was one).
+    pub loaded: Duration,
     pub timeline: Vec<TimelinePoint>,
     /// Open loop: requests due during the run that no connection was free to send before it
     /// ended. Counted as failures, never silently dropped.
     pub unsent: u64,
     pub writes: Option<WriteCheck>,
+    /// Stopped early (Ctrl-C): the numbers cover the run up to the stop.
+    pub interrupted: bool,
+    /// Requests still unanswered when the grace after a stop ran out: not counted as answers
+    /// or errors; writes among them count as outcome unknown for the write checks.
+    pub abandoned: u64,
 }
 
 #[derive(Debug)]
 pub enum RunError {
-    Connect(usize),
+    Connect {
+        wanted: usize,
+        failed: usize,
+        first: ConnectError,
+    },
     Sentinel(RequestError),
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Connect(n) => write!(f, "could not open {n} connections to the target"),
+            RunError::Connect {
+                wanted,
+                failed,
+                first,
+            } => {
+                write!(
+                    f,
+                    "could not open connections to the target ({failed} of {wanted} failed; first: {first})"
+                )?;
+                let cause = first.cause.to_lowercase();
+                let hint = if cause.contains("refused") {
+                    "nothing is listening there: is the server running, and are the host and port right?"
+                } else if cause.contains("timed out") {
+                    "no answer to the connection attempt: a firewall, or the wrong host?"
+                } else if cause.contains("too many open files") {
+                    "this process ran out of file descriptors: raise `ulimit -n` or use fewer --connections"
+                } else if cause.contains("tls") {
+                    "the TLS handshake failed: is it an https URL for an http server, or a certificate this machine does not trust?"
+                } else {
+                    ""
+                };
+                if !hint.is_empty() {
+                    write!(f, ": {hint}")?;
+                }
+                Ok(())
+            }
             RunError::Sentinel(e) => write!(
                 f,
                 "the opening sentinel POST failed ({}): the write checks need one exact reading of the counter",
@@ -178,25 +320,59 @@ struct Shared {
     start: Instant,
     end: Instant,
     cap: u64,
+    stop: Stop,
+    /// Requests sent and not yet recorded, per operation.
+    in_flight: [AtomicU64; 2],
 }
 
-/// Runs `plan` against `endpoint`. Connections are opened before the clock starts.
+impl Shared {
+    fn in_flight(&self) -> u64 {
+        self.in_flight
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Runs `plan` against `endpoint` to its end. Connections are opened before the clock starts.
 pub async fn run(
     endpoint: Arc<Endpoint>,
     plan: Plan,
     progress: &Progress,
 ) -> Result<Outcome, RunError> {
+    run_until(endpoint, plan, progress, &Stop::new()).await
+}
+
+/// As `run`, ending early (with a partial outcome) when `stop` is triggered.
+pub async fn run_until(
+    endpoint: Arc<Endpoint>,
+    plan: Plan,
+    progress: &Progress,
+    stop: &Stop,
+) -> Result<Outcome, RunError> {
     let mut connections = Vec::with_capacity(plan.connections);
     let opened = futures_join_all((0..plan.connections).map(|i| {
         let endpoint = Arc::clone(&endpoint);
-        async move { endpoint.connect(i).await }
+        async move { endpoint.open(i).await }
     }))
     .await;
+    let mut first_error = None;
+    let mut failed = 0;
     for connection in opened {
         match connection {
             Ok(c) => connections.push(c),
-            Err(_) => return Err(RunError::Connect(plan.connections)),
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
         }
+    }
+    if let Some(first) = first_error {
+        return Err(RunError::Connect {
+            wanted: plan.connections,
+            failed,
+            first,
+        });
     }
 
     let before = if plan.scenario.writes() {
@@ -214,12 +390,26 @@ pub async fn run(
     let measure_from = start + plan.warmup;
     let end = measure_from + plan.duration;
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    // The ramp's schedule, like its stages, runs from the start (a ramp has no warm-up).
+    let stage_ends = match &plan.mode {
+        Mode::Ramp { stages } => stages
+            .iter()
+            .scan(start, |at, stage| {
+                *at += stage.duration;
+                Some(*at)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let shared = Arc::new(Shared {
         recorder: Recorder::new(
             plan.connections.min(threads * 4),
             measure_from,
             plan.late_after,
+            stage_ends,
         ),
+        stop: stop.clone(),
+        in_flight: [AtomicU64::new(0), AtomicU64::new(0)],
         ledger: WriteLedger::new(before.unwrap_or(i64::MIN)),
         next: AtomicU64::new(0),
         start,
@@ -229,10 +419,10 @@ pub async fn run(
         plan: plan.clone(),
     });
 
-    let pacer = match plan.mode {
-        Mode::Open { rate } => Some(Pacer::start(Arc::clone(&shared), rate)),
-        Mode::Closed => None,
-    };
+    let pacer = plan
+        .mode
+        .schedule()
+        .map(|schedule| Pacer::start(Arc::clone(&shared), schedule));
     let workers: Vec<_> = connections
         .into_iter()
         .enumerate()
@@ -248,35 +438,68 @@ pub async fn run(
         })
         .collect();
 
+    let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
     let mut timeline = Vec::new();
     let mut ticker = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
         Duration::from_secs(1),
     );
     let mut last = start;
+    let mut so_far = (0u64, 0u64);
     let all_done = async {
         for worker in workers {
             let _ = worker.await;
         }
     };
     tokio::pin!(all_done);
+    let mut stopped_at: Option<Instant> = None;
+    let grace = plan.timeout.min(IN_FLIGHT_GRACE);
     loop {
+        let grace_over = async {
+            match stopped_at {
+                Some(at) => tokio::time::sleep_until((at + grace).into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = &mut all_done => break,
+            () = stop.triggered(), if stopped_at.is_none() => {
+                stopped_at = Some(Instant::now());
+                // Wake workers waiting for a permit; closed-loop ones check the flag.
+                if let Some(p) = &pacer {
+                    p.permits.close();
+                }
+            }
+            () = grace_over => {
+                for abort in &aborts {
+                    abort.abort();
+                }
+                (&mut all_done).await;
+                break;
+            }
             tick = ticker.tick() => {
                 let now: Instant = tick.into();
                 let point = timeline_point(&shared, &mut last, now, measure_from);
-                progress.update(&point, now.saturating_duration_since(start), plan.warmup + plan.duration);
+                so_far.0 += point.ok;
+                so_far.1 += point.failed;
+                progress.update(&point, now.saturating_duration_since(start), plan.warmup + plan.duration, so_far);
                 timeline.push(point);
             }
         }
     }
     let finished = Instant::now();
+    let last_tick = last;
     let point = timeline_point(&shared, &mut last, finished, measure_from);
-    if point.read.is_some() || point.write.is_some() {
+    // A trailing part-second would plunge every line of the charts; its requests are in the
+    // totals all the same. A run shorter than a second keeps it, or it would chart nothing.
+    let span = finished.saturating_duration_since(last_tick);
+    let has_answers = point.read.is_some() || point.write.is_some();
+    if has_answers && (timeline.is_empty() || span >= WHOLE_SECOND) {
         timeline.push(point);
     }
     let unsent = pacer.map_or(0, |p| p.finish(&shared));
+    let abandoned_writes = shared.in_flight[Op::Write.index()].load(Ordering::Acquire);
+    let abandoned = shared.in_flight();
 
     let after = if let Some(before) = before {
         let mut after = None;
@@ -295,8 +518,13 @@ pub async fn run(
     };
 
     let shared = Arc::into_inner(shared).expect("workers and pacer are done");
-    let measured = finished.min(end).saturating_duration_since(measure_from);
+    // The load ended at the stop, not when the last answer came back.
+    let measured = stopped_at
+        .unwrap_or(finished)
+        .min(end)
+        .saturating_duration_since(measure_from);
     let mut recorded = shared.recorder.finish();
+    recorded.writes.uncertain += abandoned_writes;
     let values = std::mem::take(&mut recorded.writes.values);
     let writes = after.map(|(before, after)| {
         correctness::check(
@@ -315,6 +543,12 @@ pub async fn run(
         timeline,
         unsent,
         writes,
+        interrupted: stopped_at.is_some(),
+        abandoned,
+        loaded: stopped_at
+            .unwrap_or(finished)
+            .min(end)
+            .saturating_duration_since(start),
     })
 }
 
@@ -333,11 +567,15 @@ fn timeline_point(
 ) -> TimelinePoint {
     let [read, write] = shared.recorder.harvest();
     let span = now.saturating_duration_since(*last).as_secs_f64().max(1e-3);
+    let failed = read.failed + write.failed;
     let point = TimelinePoint {
         t_s: now.saturating_duration_since(shared.start).as_secs_f64(),
         warmup: now <= measure_from,
+        ok: read.ok + write.ok,
         ok_per_s: (read.ok + write.ok) as f64 / span,
-        failed: read.failed + write.failed,
+        errors_per_s: failed as f64 / span,
+        failed,
+        in_flight: shared.in_flight(),
         read: LatencySummary::of(&read),
         write: LatencySummary::of(&write),
     };
@@ -367,6 +605,7 @@ async fn send(
                         sent: now,
                         done: now,
                         outcome: Err(e),
+                        status: None,
                     },
                 );
                 return;
@@ -377,9 +616,15 @@ async fn send(
         return;
     };
     let floor = (op == Op::Write).then(|| shared.ledger.floor());
+    shared.in_flight[op.index()].fetch_add(1, Ordering::Relaxed);
     let sent = Instant::now();
     let outcome = open.exchange(op, sent + shared.plan.timeout).await;
     let done = Instant::now();
+    let status = match outcome {
+        Ok(_) | Err(RequestError::BadBody) => Some(open.last_status()),
+        Err(RequestError::Status(s)) => Some(s),
+        Err(_) => None,
+    };
     if let (Ok(value), Some(floor)) = (outcome, floor) {
         shared.ledger.acknowledge(floor, value);
     }
@@ -399,15 +644,18 @@ async fn send(
             sent,
             done,
             outcome,
+            status,
         },
     );
+    // After recording: a request abandoned at a stop is one still counted here.
+    shared.in_flight[op.index()].fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn closed_loop_worker(shared: &Shared, index: usize, connection: Connection) {
     let mut connection = Some(connection);
     loop {
         let now = Instant::now();
-        if now >= shared.end {
+        if now >= shared.end || shared.stop.is_triggered() {
             return;
         }
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -429,11 +677,15 @@ async fn open_loop_worker(
     permits: &Semaphore,
 ) {
     let mut connection = Some(connection);
-    let period = shared_period(shared);
+    let schedule = shared
+        .plan
+        .mode
+        .schedule()
+        .expect("open-loop workers have a schedule");
     while let Ok(permit) = permits.acquire().await {
         permit.forget();
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
-        let intended = shared.start + period.at(i);
+        let intended = shared.start + schedule.at(i);
         send(shared, index, &mut connection, i, intended).await;
     }
 }
@@ -459,11 +711,65 @@ impl Period {
     }
 }
 
-fn shared_period(shared: &Shared) -> Period {
-    match shared.plan.mode {
-        Mode::Open { rate } => Period::of_rate(rate),
-        Mode::Closed => unreachable!("closed-loop workers have no schedule"),
+/// When each open-loop request is due: at a constant rate, or along a ramp.
+#[derive(Clone)]
+pub enum Schedule {
+    Constant(Period),
+    Ramp(Vec<Stage>),
+}
+
+impl Schedule {
+    /// Requests due by `elapsed` since the start.
+    pub fn due_by(&self, elapsed: Duration) -> u64 {
+        match self {
+            Schedule::Constant(period) => period.due_by(elapsed),
+            Schedule::Ramp(stages) => ramp_count(stages, elapsed.as_secs_f64()).floor() as u64 + 1,
+        }
     }
+
+    /// When request `i` is due (request 0 at once).
+    pub fn at(&self, i: u64) -> Duration {
+        match self {
+            Schedule::Constant(period) => period.at(i),
+            Schedule::Ramp(stages) => Duration::from_secs_f64(ramp_time(stages, i as f64)),
+        }
+    }
+}
+
+/// Requests due in the first `t` seconds of a ramp: the integral of its rate, which moves
+/// linearly from 0 to the first stage's target, then from each target to the next.
+fn ramp_count(stages: &[Stage], t: f64) -> f64 {
+    let (mut from, mut at, mut count) = (0.0, 0.0, 0.0);
+    for stage in stages {
+        let d = stage.duration.as_secs_f64();
+        let s = (t - at).clamp(0.0, d);
+        count += from * s + (stage.target - from) * s * s / (2.0 * d);
+        if t <= at + d {
+            return count;
+        }
+        (from, at) = (stage.target, at + d);
+    }
+    count
+}
+
+/// The time at which a ramp's count reaches `n`: the inverse of `ramp_count` (past the end of
+/// the ramp when it never does).
+fn ramp_time(stages: &[Stage], n: f64) -> f64 {
+    let (mut from, mut at, mut count) = (0.0f64, 0.0, 0.0);
+    for stage in stages {
+        let d = stage.duration.as_secs_f64();
+        let slope = (stage.target - from) / d;
+        let in_stage = from * d + slope * d * d / 2.0;
+        if count + in_stage >= n {
+            let m = n - count;
+            // The root of slope/2·s² + from·s − m = 0, in the form that stays exact when the
+            // slope is 0 or negative.
+            let s = 2.0 * m / (from + (from * from + 2.0 * slope * m).max(0.0).sqrt()).max(1e-12);
+            return at + s.min(d);
+        }
+        (from, at, count) = (stage.target, at + d, count + in_stage);
+    }
+    at + 1.0
 }
 
 /// Releases open-loop requests at their intended times from a dedicated thread: tokio's timer
@@ -477,11 +783,10 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn start(shared: Arc<Shared>, rate: f64) -> Self {
+    fn start(shared: Arc<Shared>, period: Schedule) -> Self {
         let permits = Arc::new(Semaphore::new(0));
         let released = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
-        let period = Period::of_rate(rate);
         let run_for = shared.end.saturating_duration_since(shared.start);
         let total = period
             .due_by(run_for.saturating_sub(Duration::from_nanos(1)))
@@ -498,7 +803,7 @@ impl Pacer {
                     let mut sent = 0u64;
                     while sent < total {
                         let now = Instant::now();
-                        if now >= shared.end {
+                        if now >= shared.end || shared.stop.is_triggered() {
                             break;
                         }
                         let due = period.due_by(now - shared.start).min(total);
@@ -508,12 +813,16 @@ impl Pacer {
                             released.store(sent, Ordering::Release);
                         }
                         if sent < total {
-                            let next = shared.start + period.at(sent);
+                            // Capped so that a stop, or a ramp stage at rate 0, is noticed.
+                            let next = (shared.start + period.at(sent))
+                                .min(Instant::now() + Duration::from_millis(50));
                             std::thread::sleep(next.saturating_duration_since(Instant::now()));
                         }
                     }
                     // Give the last requests until the end of the run to be taken.
-                    while Instant::now() < shared.end && shared.next.load(Ordering::Acquire) < sent
+                    while Instant::now() < shared.end
+                        && !shared.stop.is_triggered()
+                        && shared.next.load(Ordering::Acquire) < sent
                     {
                         std::thread::sleep(PACER_IDLE_CHECK);
                     }
@@ -583,5 +892,47 @@ mod tests {
             period.due_by(Duration::from_secs(2) - Duration::from_nanos(1)),
             2000
         );
+    }
+
+    #[test]
+    fn a_ramp_schedules_the_area_under_its_rate() {
+        let stages = Stage::parse_list("10s:1000,30s:1000,10s:0").unwrap();
+        let ramp = Schedule::Ramp(stages);
+        // Up to 1000/s over 10 s: 5000 requests; then 30 s flat: 30000; then down: 5000.
+        assert_eq!(ramp.due_by(Duration::from_secs(10)), 5001);
+        assert_eq!(ramp.due_by(Duration::from_secs(40)), 35001);
+        assert_eq!(ramp.due_by(Duration::from_secs(50)), 40001);
+        assert_eq!(ramp.due_by(Duration::from_secs(60)), 40001);
+        for i in [0u64, 1, 4999, 5000, 20000, 35000, 39999] {
+            let t = ramp.at(i);
+            assert_eq!(
+                ramp.due_by(t + Duration::from_micros(1)),
+                i + 1,
+                "request {i} at {t:?}"
+            );
+        }
+        // Halfway up the first ramp (rate 500/s) requests are 2 ms apart.
+        let gap = ramp.at(1251) - ramp.at(1250);
+        assert!((gap.as_secs_f64() - 0.002).abs() < 1e-4, "{gap:?}");
+    }
+
+    #[test]
+    fn stages_parse_and_reject_nonsense() {
+        assert_eq!(
+            Stage::parse_list("10s:1000,500ms:0").unwrap(),
+            vec![
+                Stage {
+                    duration: Duration::from_secs(10),
+                    target: 1000.0
+                },
+                Stage {
+                    duration: Duration::from_millis(500),
+                    target: 0.0
+                },
+            ]
+        );
+        for bad in ["10s", "10:5", "0s:5", "1s:-1", "1s:0", "1s:x"] {
+            assert!(Stage::parse_list(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,22 +1,27 @@
-//! The Counter Service load tester (DESIGN §8): open- and closed-loop load against any base URL,
+//! The Counter Service load tester (docs/design.md §8): open- and closed-loop load on any base URL,
 //! HDR latency histograms, targets from a file, write correctness checks, and reports; plus the
 //! side-by-side benchmark behind `make bench`.
 
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod correctness;
 pub mod drive;
+pub mod guardrails;
+pub mod html;
 pub mod progress;
 pub mod report;
 pub mod stats;
 pub mod targets;
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cli::{RunArgs, ScenarioName};
-use drive::{Mode, Plan, Scenario};
+use drive::{Mode, Plan, Scenario, Stop};
 use progress::Progress;
 use report::RunResult;
 use targets::TargetsFile;
@@ -35,6 +40,17 @@ impl std::error::Error for SetupError {}
 
 impl RunArgs {
     pub fn plan(&self) -> Plan {
+        let (mode, warmup, duration) = match (&self.stages, self.rate) {
+            (Some(stages), _) => (
+                Mode::Ramp {
+                    stages: stages.clone(),
+                },
+                Duration::ZERO,
+                stages.iter().map(|s| s.duration).sum(),
+            ),
+            (None, Some(rate)) => (Mode::Open { rate }, self.warmup, self.duration),
+            (None, None) => (Mode::Closed, self.warmup, self.duration),
+        };
         Plan {
             scenario: match self.scenario {
                 ScenarioName::Read => Scenario::Read,
@@ -43,19 +59,29 @@ impl RunArgs {
                     write_ratio: self.write_ratio,
                 },
             },
-            mode: self.rate.map_or(Mode::Closed, |rate| Mode::Open { rate }),
+            mode,
             connections: usize::from(self.connections),
-            warmup: self.warmup,
-            duration: self.duration,
+            warmup,
+            duration,
             max_requests: self.requests,
             timeout: self.timeout,
             late_after: self.late_after,
             exclusive: !self.shared_counter,
         }
     }
+
+    fn scenario_name(&self) -> &'static str {
+        match self.scenario {
+            ScenarioName::Read => "read",
+            ScenarioName::Write => "write",
+            ScenarioName::Mixed => "mixed",
+        }
+    }
 }
 
-/// Runs one load test as the flags say: prints the summary, writes the files, returns the result.
+/// Runs one load test as the flags say: prints the summary (or the JSON), writes the files,
+/// returns the result. The first Ctrl-C stops the run early with a partial result; the second
+/// exits at once.
 pub async fn run(args: &RunArgs) -> Result<RunResult, SetupError> {
     let targets = match &args.targets {
         Some(path) => {
@@ -67,42 +93,56 @@ pub async fn run(args: &RunArgs) -> Result<RunResult, SetupError> {
         }
         None => None,
     };
+    if let Some(warning) = guardrails::api_path_warning(&args.base_url) {
+        eprintln!("warning: {warning}");
+    }
     let endpoint = client::Endpoint::resolve(&args.base_url)
         .await
         .map_err(|e| SetupError(e.to_string()))?;
-    let progress = Progress::new(args.quiet);
     let plan = args.plan();
-    let outcome = drive::run(Arc::new(endpoint), plan.clone(), &progress)
+    if let Some(warning) = guardrails::shared_write_warning(&endpoint, &plan) {
+        eprintln!("warning: {warning}");
+    }
+    let stop = Stop::new();
+    let signals = tokio::spawn(guardrails::stop_on_ctrl_c(stop.clone()));
+    let progress = Progress::new(args.quiet);
+    let outcome = drive::run_until(Arc::new(endpoint), plan.clone(), &progress, &stop)
         .await
         .map_err(|e| SetupError(e.to_string()));
     progress.finish();
-    let result = RunResult::new(&args.base_url, plan, outcome?, targets.as_ref());
-    print!("{}", result.summary());
+    let mut result = RunResult::new(&args.base_url, plan, outcome?, targets.as_ref());
+    result.command_line = report::shell_line(std::env::args());
+    result.targets_file = args.targets.as_ref().map(|p| p.display().to_string());
+    if args.json {
+        print!("{}", result.json());
+    } else {
+        print!(
+            "{}",
+            result.summary(report::colour_wanted(std::io::stdout().is_terminal()))
+        );
+    }
     if let Some(dir) = &args.out {
         write_outputs(dir, &result).map_err(SetupError)?;
-        println!(
+        let note = format!(
             "wrote {}/result.json and {}/report.html",
             dir.display(),
             dir.display()
         );
-    }
-    Ok(result)
-}
-
-impl RunArgs {
-    fn scenario_name(&self) -> &'static str {
-        match self.scenario {
-            ScenarioName::Read => "read",
-            ScenarioName::Write => "write",
-            ScenarioName::Mixed => "mixed",
+        // With --json, stdout is the document alone.
+        if args.json {
+            eprintln!("{note}");
+        } else {
+            println!("{note}");
         }
     }
+    // Writing is done: a Ctrl-C from here on ends the process the ordinary way.
+    signals.abort();
+    Ok(result)
 }
 
 pub fn write_outputs(dir: &Path, result: &RunResult) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let json = serde_json::to_string_pretty(result).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("result.json"), json + "\n")
+    std::fs::write(dir.join("result.json"), result.json())
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::write(dir.join("report.html"), result.html())
         .map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -1,42 +1,76 @@
-//! What a run produced, in three forms: a human summary (stdout), a JSON result file, and a
-//! self-contained HTML report with two charts (latency by percentile, latency over time) drawn
-//! by `plotters` into inline SVG — no scripts, no external files.
+//! What a run produced, in three forms: a human summary (stdout), the machine-readable result
+//! (`result.json`, and stdout with `--json`; its schema is documented in loadtest/README.md and
+//! versioned by `schema_version`), and the HTML report (`html.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::client::Op;
-use crate::correctness::WriteCheck;
+use crate::correctness::{WriteCheck, WriteOutcome};
 use crate::drive::{Mode, Outcome, Plan, TimelinePoint};
-use crate::stats::{total_histogram, OpTotals};
-use crate::targets::{Measured, TargetCheck, Targets};
+use crate::stats::OpTotals;
+use crate::targets::{Measured, TargetCheck, Targets, DEFAULT_ERROR_BUDGET};
+
+pub use crate::html::percentile_svg;
+
+/// Bumped whenever a field of `result.json` changes meaning or goes away (new fields do not
+/// bump it). `loadtest compare` refuses files of another version.
+pub const SCHEMA_VERSION: u32 = 1;
 
 pub fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// The verdict of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every target (and the default error budget) met, no write violation.
+    Pass,
+    Fail,
+    /// Stopped early (Ctrl-C): the numbers are partial; `failures` says what they show.
+    Interrupted,
+}
+
 /// The whole result of one run: what the JSON file holds and the other forms show.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunResult {
+    pub schema_version: u32,
     pub tool: String,
+    /// The exact command, shell-quoted, so the run can be repeated.
+    pub command_line: String,
     pub started_at: String,
     pub target: String,
+    /// The targets file the run was judged by; `None`: only the default error budget.
+    pub targets_file: Option<String>,
     pub plan: Plan,
     pub measured_s: f64,
-    /// Read and write together; its error rate includes open-loop requests never sent.
+    /// How long load was applied, warm-up included (up to Ctrl-C, when it stopped the run).
+    pub loaded_s: f64,
+    pub verdict: Verdict,
+    /// `verdict == "pass"`.
+    pub passed: bool,
+    /// Why the verdict is not a pass, in words (empty on a pass).
+    pub failures: Vec<String>,
+    pub interrupted: bool,
+    /// Requests still unanswered when the grace after Ctrl-C ran out (in no count below).
+    pub abandoned: u64,
+    /// The measured window (after warm-up), read and write together; its error rate includes
+    /// open-loop requests never sent.
     pub total: OpReport,
     pub read: Option<OpReport>,
     pub write: Option<OpReport>,
+    /// With `--stages`: each stage apart, requests counted in the stage of their intended time.
+    pub stages: Vec<StageReport>,
     pub open_loop: Option<SendReport>,
+    /// Over the whole run, warm-up included.
     pub writes: Option<WriteCheck>,
     pub targets: Vec<TargetCheck>,
     pub timeline: Vec<TimelinePoint>,
-    pub passed: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -44,7 +78,10 @@ pub struct OpReport {
     pub requests: u64,
     pub ok: u64,
     pub failed: u64,
+    /// Failures by kind: `status_404`, `timeout`, `transport`, `connect`, `bad_body`, `unsent`.
     pub errors: BTreeMap<String, u64>,
+    /// Every complete answer by HTTP status ("200": n, "404": m).
+    pub status_codes: BTreeMap<String, u64>,
     /// Successful answers per second over the measured window.
     pub rate: f64,
     pub error_rate: f64,
@@ -57,14 +94,28 @@ pub struct OpReport {
 pub struct LatencyReport {
     pub p50: f64,
     pub p90: f64,
+    pub p95: f64,
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
     pub mean: f64,
 }
 
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    /// Seconds since the start when the stage began and ended.
+    pub from_s: f64,
+    pub to_s: f64,
+    /// The scheduled rate at the stage's start and end (linear in between).
+    pub rate_from: f64,
+    pub rate_to: f64,
+    #[serde(flatten)]
+    pub report: OpReport,
+}
+
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct SendReport {
+    /// The scheduled rate (with `--stages`, the highest stage's).
     pub rate: f64,
     /// Sent later than `late_after` behind their intended time (they still count, latency
     /// measured from the intended time).
@@ -102,6 +153,11 @@ impl OpReport {
             ok: totals.ok,
             failed,
             errors,
+            status_codes: totals
+                .statuses
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
             rate: totals.ok as f64 / window,
             error_rate: if requests == 0 {
                 0.0
@@ -111,6 +167,7 @@ impl OpReport {
             latency_ms: LatencyReport {
                 p50: quantile(0.5),
                 p90: quantile(0.9),
+                p95: quantile(0.95),
                 p99: quantile(0.99),
                 p999: quantile(0.999),
                 max: if h.is_empty() { 0.0 } else { ms(h.max()) },
@@ -124,11 +181,20 @@ impl OpReport {
         Measured {
             p50_ms: self.latency_ms.p50,
             p90_ms: self.latency_ms.p90,
+            p95_ms: self.latency_ms.p95,
             p99_ms: self.latency_ms.p99,
             p999_ms: self.latency_ms.p999,
+            mean_ms: self.latency_ms.mean,
             rate: self.rate,
             error_rate: self.error_rate,
         }
+    }
+
+    /// Failures that got no HTTP answer at all (the status codes cover the rest).
+    pub fn without_answer(&self) -> impl Iterator<Item = (&String, &u64)> {
+        self.errors
+            .iter()
+            .filter(|(k, _)| !k.starts_with("status_"))
     }
 }
 
@@ -146,14 +212,12 @@ fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 impl RunResult {
+    /// Judges `outcome` by `targets` (the scenario's section of a targets file) or, without one,
+    /// by the default error budget alone.
     pub fn new(target: &str, plan: Plan, outcome: Outcome, targets: Option<&Targets>) -> Self {
         let window = outcome.measured.as_secs_f64().max(1e-3);
         let recorded = &outcome.recorded;
-        let mut all = OpTotals {
-            latency: total_histogram(),
-            ok: 0,
-            errors: BTreeMap::new(),
-        };
+        let mut all = OpTotals::new();
         for op in Op::ALL {
             all.merge(&recorded.ops[op.index()]);
         }
@@ -162,102 +226,213 @@ impl RunResult {
             let t = &recorded.ops[op.index()];
             (t.ok + t.failed() > 0).then(|| OpReport::of(t, 0, window))
         };
+        let stages = match &plan.mode {
+            Mode::Ramp { stages } => {
+                let (mut at, mut from) = (0.0, 0.0);
+                stages
+                    .iter()
+                    .zip(&recorded.stages)
+                    .map(|(stage, totals)| {
+                        let d = stage.duration.as_secs_f64();
+                        // An interrupted stage is judged over the part that ran.
+                        let ran = (outcome.measured.as_secs_f64() + plan.warmup.as_secs_f64() - at)
+                            .clamp(1e-3, d);
+                        let report = StageReport {
+                            from_s: at,
+                            to_s: at + d,
+                            rate_from: from,
+                            rate_to: stage.target,
+                            report: OpReport::of(totals, 0, ran),
+                        };
+                        (at, from) = (at + d, stage.target);
+                        report
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         let lag = &recorded.send_lag;
-        let open_loop = match plan.mode {
-            Mode::Open { rate } => Some(SendReport {
-                rate,
+        let lag_at = |q| {
+            if lag.is_empty() {
+                0.0
+            } else {
+                ms(lag.value_at_quantile(q))
+            }
+        };
+        let open_loop = match &plan.mode {
+            Mode::Closed => None,
+            Mode::Open { .. } | Mode::Ramp { .. } => Some(SendReport {
+                rate: match &plan.mode {
+                    Mode::Open { rate } => *rate,
+                    Mode::Ramp { stages } => stages.iter().map(|s| s.target).fold(0.0, f64::max),
+                    Mode::Closed => 0.0,
+                },
                 late: recorded.late,
                 unsent: outcome.unsent,
-                lag_p50_ms: if lag.is_empty() {
-                    0.0
-                } else {
-                    ms(lag.value_at_quantile(0.5))
-                },
-                lag_p99_ms: if lag.is_empty() {
-                    0.0
-                } else {
-                    ms(lag.value_at_quantile(0.99))
-                },
+                lag_p50_ms: lag_at(0.5),
+                lag_p99_ms: lag_at(0.99),
                 lag_max_ms: if lag.is_empty() { 0.0 } else { ms(lag.max()) },
             }),
-            Mode::Closed => None,
         };
+        let default_targets = Targets::default();
         let checks = targets
-            .map(|t| t.evaluate(&total.measured()))
-            .unwrap_or_default();
-        let passed = checks.iter().all(|c| c.passed)
-            && outcome.writes.as_ref().is_none_or(WriteCheck::passed);
+            .unwrap_or(&default_targets)
+            .evaluate(&total.measured());
+
+        let mut failures: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| {
+                format!(
+                    "{} {} is {} the {}limit {}",
+                    c.name,
+                    value(c.measured, c.unit),
+                    if c.at_most { "above" } else { "below" },
+                    if c.default { "default " } else { "" },
+                    value(c.limit, c.unit)
+                )
+            })
+            .collect();
+        if total.requests == 0 {
+            failures.push("no request was measured".into());
+        }
+        if let Some(w) = outcome.writes.as_ref().filter(|w| !w.passed()) {
+            failures.push(format!(
+                "write correctness violated ({})",
+                w.violations.len()
+            ));
+        }
+        let verdict = if outcome.interrupted {
+            Verdict::Interrupted
+        } else if failures.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
         Self {
+            schema_version: SCHEMA_VERSION,
             tool: concat!("loadtest ", env!("CARGO_PKG_VERSION")).into(),
+            command_line: String::new(),
             started_at: utc_timestamp(outcome.started_at),
             target: target.into(),
+            targets_file: None,
             measured_s: outcome.measured.as_secs_f64(),
+            loaded_s: outcome.loaded.as_secs_f64(),
+            verdict,
+            passed: verdict == Verdict::Pass,
+            failures,
+            interrupted: outcome.interrupted,
+            abandoned: outcome.abandoned,
             read: per_op(Op::Read),
             write: per_op(Op::Write),
             total,
+            stages,
             open_loop,
             writes: outcome.writes,
             targets: checks,
             timeline: outcome.timeline,
-            passed,
             plan,
         }
     }
 
-    /// The summary printed at the end of a run.
-    pub fn summary(&self) -> String {
+    /// The machine-readable result: `result.json`, and stdout with `--json`.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a run result serialises") + "\n"
+    }
+
+    /// The verdict line's words, e.g. `PASS (no targets file: …)`.
+    pub fn verdict_line(&self, colour: bool) -> String {
+        let word = match self.verdict {
+            Verdict::Pass => paint("PASS", GREEN, colour),
+            Verdict::Fail => paint("FAIL", RED, colour),
+            Verdict::Interrupted => paint("INTERRUPTED", YELLOW, colour),
+        };
+        let mut why = self.failures.clone();
+        if self.verdict == Verdict::Interrupted {
+            why.insert(0, "stopped by Ctrl-C; the numbers are partial".into());
+        }
+        if self.targets_file.is_none() {
+            why.push(format!(
+                "no targets file: judged by the default error budget of {}% only",
+                DEFAULT_ERROR_BUDGET * 100.0
+            ));
+        }
+        if why.is_empty() {
+            word
+        } else {
+            format!("{word} ({})", why.join("; "))
+        }
+    }
+
+    /// The summary printed at the end of a run; `colour` paints the verdicts (a terminal).
+    pub fn summary(&self, colour: bool) -> String {
         let mut out = String::new();
         let plan = &self.plan;
-        let mode = match plan.mode {
-            Mode::Open { rate } => format!("open loop at {rate:.0}/s"),
-            Mode::Closed => "closed loop".into(),
-        };
         let _ = writeln!(
             out,
-            "{} → {}: {} scenario, {mode}, {} connections, {:.1} s measured after {:.1} s warm-up",
+            "{} → {}: {} scenario, {}, {} connections, {:.1} s measured after {:.1} s warm-up",
             self.started_at,
             self.target,
             plan.scenario.name(),
+            self.mode_text(),
             plan.connections,
             self.measured_s,
             plan.warmup.as_secs_f64()
         );
+        if self.interrupted {
+            let _ = writeln!(
+                out,
+                "{}: stopped by Ctrl-C after {:.1} s of load; partial results, {} requests abandoned in flight",
+                paint("INTERRUPTED", YELLOW, colour),
+                self.loaded_s,
+                self.abandoned
+            );
+        }
         let _ = writeln!(
             out,
-            "\n{:<6} {:>10} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "",
+            "\nmeasured window ({:.1} s after the warm-up):",
+            self.measured_s
+        );
+        let header = [
             "requests",
             "ok/s",
             "failed",
             "error rate",
+            "mean ms",
             "p50 ms",
             "p90 ms",
+            "p95 ms",
             "p99 ms",
             "p99.9 ms",
-            "max ms"
-        );
+            "max ms",
+        ];
+        let _ = write!(out, "{:<6}", "");
+        for (i, h) in header.iter().enumerate() {
+            let _ = write!(out, " {:>w$}", h, w = if i == 3 { 11 } else { 9 });
+        }
+        out.push('\n');
         for (name, op) in [
-            ("read", &self.read),
-            ("write", &self.write),
-            ("all", &Some(self.total.clone())),
+            ("read", self.read.as_ref()),
+            ("write", self.write.as_ref()),
+            ("all", Some(&self.total)),
         ] {
             if let Some(r) = op {
                 let l = r.latency_ms;
                 let _ = writeln!(
                     out,
-                    "{name:<6} {:>10} {:>10.0} {:>8} {:>10.4}% {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-                    r.requests, r.rate, r.failed, r.error_rate * 100.0, l.p50, l.p90, l.p99, l.p999, l.max
+                    "{name:<6} {:>9} {:>9.0} {:>9} {:>10.4}% {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                    r.requests, r.rate, r.failed, r.error_rate * 100.0, l.mean, l.p50, l.p90, l.p95, l.p99, l.p999, l.max
                 );
             }
         }
-        if !self.total.errors.is_empty() {
-            let errors: Vec<String> = self
-                .total
-                .errors
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect();
-            let _ = writeln!(out, "errors: {}", errors.join(", "));
+        let _ = writeln!(out, "status codes: {}", status_text(&self.total));
+        let no_answer: Vec<String> = self
+            .total
+            .without_answer()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if !no_answer.is_empty() {
+            let _ = writeln!(out, "no answer: {}", no_answer.join(", "));
         }
         if let Some(o) = &self.open_loop {
             let _ = writeln!(
@@ -271,20 +446,46 @@ impl RunResult {
                 o.lag_max_ms
             );
         }
-        if let Some(w) = &self.writes {
+        if !self.stages.is_empty() {
             let _ = writeln!(
                 out,
-                "\nwrite correctness: {}",
-                if w.passed() { "ok" } else { "VIOLATED" }
+                "\nstages (a request counts in the stage of its intended send time):\n{:<15} {:>15} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
+                "time", "rate", "requests", "ok/s", "failed", "error rate", "p50 ms", "p95 ms", "p99 ms", "max ms"
             );
+            for s in &self.stages {
+                let (r, l) = (&s.report, s.report.latency_ms);
+                let _ =
+                    writeln!(
+                    out,
+                    "{:<15} {:>15} {:>9} {:>9.0} {:>9} {:>10.4}% {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                    format!("{:.0}–{:.0} s", s.from_s, s.to_s),
+                    format!("{:.0}→{:.0}/s", s.rate_from, s.rate_to),
+                    r.requests, r.rate, r.failed, r.error_rate * 100.0, l.p50, l.p95, l.p99, l.max
+                );
+            }
+        }
+        if let Some(w) = &self.writes {
+            let colour_of = match w.outcome {
+                WriteOutcome::Ok => GREEN,
+                WriteOutcome::OkGapsNotChecked => YELLOW,
+                WriteOutcome::Violated => RED,
+            };
             let _ = writeln!(
                 out,
-                "  sentinels {} → {}; counter moved by {}; {} successful writes, {} with unknown outcome; \
+                "\nwrite correctness (whole run, warm-up included): {}",
+                paint(&w.verdict(), colour_of, colour)
+            );
+            let measured_ok = self.write.as_ref().map_or(0, |r| r.ok);
+            let _ = writeln!(
+                out,
+                "  sentinels {} → {}; counter moved by {}; {} successful writes ({} in the measured window above, {} in the warm-up or after a stop), {} with unknown outcome; \
                  {} duplicates, {} gaps, {} out of range, {} stale",
                 w.before,
                 w.after.map_or("?".into(), |a| a.to_string()),
                 w.counter_delta.map_or("?".into(), |d| d.to_string()),
                 w.successes,
+                measured_ok,
+                w.successes.saturating_sub(measured_ok),
                 w.uncertain,
                 w.duplicates,
                 w.gaps,
@@ -292,73 +493,76 @@ impl RunResult {
                 w.stale
             );
             for v in &w.violations {
-                let _ = writeln!(out, "  VIOLATION: {v}");
+                let _ = writeln!(out, "  {}: {v}", paint("VIOLATION", RED, colour));
             }
             for n in &w.notes {
                 let _ = writeln!(out, "  note: {n}");
             }
         }
-        if !self.targets.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n{:<16} {:>16} {:>14}  result",
-                "target", "limit", "measured"
-            );
-            for c in &self.targets {
-                let _ = writeln!(
-                    out,
-                    "{:<16} {:>16} {:>14}  {}",
-                    c.name,
-                    format!(
-                        "{} {}",
-                        if c.at_most { "≤" } else { "≥" },
-                        value(c.limit, c.unit)
-                    ),
-                    value(c.measured, c.unit),
-                    if c.passed { "ok" } else { "MISSED" }
-                );
-            }
-        }
         let _ = writeln!(
             out,
-            "\nresult: {}",
-            if self.passed { "PASS" } else { "FAIL" }
+            "\n{}\n{:<16} {:>24} {:>14}  result",
+            match &self.targets_file {
+                Some(file) => format!("targets ({file}):"),
+                None => "targets (no targets file: the default error budget only):".into(),
+            },
+            "target",
+            "limit",
+            "measured"
         );
+        for c in &self.targets {
+            let _ = writeln!(
+                out,
+                "{:<16} {:>24} {:>14}  {}",
+                c.name,
+                format!(
+                    "{} {}{}",
+                    if c.at_most { "≤" } else { "≥" },
+                    value(c.limit, c.unit),
+                    if c.default { " (default)" } else { "" }
+                ),
+                value(c.measured, c.unit),
+                if c.passed {
+                    paint("ok", GREEN, colour)
+                } else {
+                    paint("MISSED", RED, colour)
+                }
+            );
+        }
+        let _ = writeln!(out, "\nresult: {}", self.verdict_line(colour));
         out
     }
 
-    pub fn html(&self) -> String {
-        let mut page = String::new();
-        let title = format!("loadtest {} {}", self.plan.scenario.name(), self.target);
-        let _ = write!(
-            page,
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{}</style></head><body>",
-            escape(&title),
-            CSS
-        );
-        let verdict = if self.passed {
-            "<b class=ok>PASS</b>"
-        } else {
-            "<b class=bad>FAIL</b>"
-        };
-        let _ = write!(page, "<h1>{} — {verdict}</h1>", escape(&title));
-        let _ = write!(page, "<pre>{}</pre>", escape(&self.summary()));
-        let _ = write!(
-            page,
-            "<h2>Latency by percentile</h2>{}",
-            percentile_chart(self)
-        );
-        let _ = write!(page, "<h2>Latency over time</h2>{}", timeline_chart(self));
-        let _ = write!(
-            page,
-            "<p class=note>Latency runs from each request's intended send time{}; the shaded band is the warm-up, excluded from the totals.</p></body></html>",
-            if matches!(self.plan.mode, Mode::Open { .. }) { " (open loop: queueing behind a slow answer is charged)" } else { "" }
-        );
-        page
+    pub fn mode_text(&self) -> String {
+        match &self.plan.mode {
+            Mode::Open { rate } => format!("open loop at {rate:.0}/s"),
+            Mode::Closed => "closed loop".into(),
+            Mode::Ramp { stages } => format!(
+                "open loop in {} stages ({})",
+                stages.len(),
+                stages
+                    .iter()
+                    .map(|s| format!("{:.0}s:{:.0}", s.duration.as_secs_f64(), s.target))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
     }
 }
 
-fn value(v: f64, unit: &str) -> String {
+/// `200 ×9812, 404 ×12`, or `none` when nothing answered.
+pub fn status_text(r: &OpReport) -> String {
+    if r.status_codes.is_empty() {
+        return "none (no HTTP answer)".into();
+    }
+    r.status_codes
+        .iter()
+        .map(|(s, n)| format!("{s} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn value(v: f64, unit: &str) -> String {
     match unit {
         "ms" => format!("{v:.3} ms"),
         "/s" => format!("{v:.0}/s"),
@@ -366,195 +570,38 @@ fn value(v: f64, unit: &str) -> String {
     }
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\
-pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:13px}.ok{color:#176f2c}.bad{color:#b00020}\
-.note{color:#555;font-size:14px}svg{max-width:100%;height:auto}";
+const GREEN: &str = "32";
+const RED: &str = "31";
+const YELLOW: &str = "33";
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-const SERIES: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-];
-
-/// The x position of a percentile on a "nines" axis: 90% → 1, 99% → 2, 99.9% → 3.
-fn nines(percentile: f64) -> f64 {
-    -(1.0 - (percentile / 100.0).min(0.999_999)).log10()
-}
-
-fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (lo, hi) = values
-        .filter(|v| *v > 0.0)
-        .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if hi <= 0.0 {
-        return 0.01..1.0;
+fn paint(text: &str, colour: &str, on: bool) -> String {
+    if on {
+        format!("\x1b[1;{colour}m{text}\x1b[0m")
+    } else {
+        text.to_string()
     }
-    (lo / 1.5).max(0.001)..hi * 1.5
 }
 
-/// Latency by percentile for each operation, on log axes (the tail is what matters).
-pub fn percentile_chart(result: &RunResult) -> String {
-    let series: Vec<(&str, &OpReport)> = [("read", &result.read), ("write", &result.write)]
-        .into_iter()
-        .filter_map(|(name, r)| r.as_ref().map(|r| (name, r)))
-        .collect();
-    let curves: Vec<(&str, Vec<(f64, f64)>)> = series
-        .iter()
-        .map(|(name, r)| {
-            (
-                *name,
-                r.percentiles.iter().map(|&(p, v)| (nines(p), v)).collect(),
-            )
+/// Colour on a terminal unless `NO_COLOR` is set to anything non-empty (no-color.org).
+pub fn colour_wanted(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Arguments as a shell would need them typed, so the report's command can be pasted back.
+pub fn shell_line(args: impl IntoIterator<Item = String>) -> String {
+    args.into_iter()
+        .map(|a| {
+            let safe = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_./:=,@%+-".contains(c));
+            if safe {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
         })
-        .collect();
-    percentile_svg(&curves)
-}
-
-/// Draws `(name, [(nines, ms)])` curves; shared with the benchmark report.
-pub fn percentile_svg(curves: &[(&str, Vec<(f64, f64)>)]) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
-        let _ = root.fill(&WHITE);
-        let max_x = curves
-            .iter()
-            .flat_map(|(_, c)| c.iter().map(|p| p.0))
-            .fold(2.0f64, f64::max)
-            .ceil();
-        let y = y_range(curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)));
-        let Ok(mut chart) = ChartBuilder::on(&root)
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..max_x, y.log_scale())
-        else {
-            return svg_fallback();
-        };
-        let _ = chart
-            .configure_mesh()
-            .x_labels(max_x as usize + 1)
-            .x_label_formatter(&|x| {
-                let p = 100.0 * (1.0 - 10f64.powf(-x));
-                if p < 99.0 {
-                    format!("{p:.0}%")
-                } else {
-                    format!("{}%", trim(p))
-                }
-            })
-            .x_desc("percentile")
-            .y_desc("latency (ms)")
-            .y_label_formatter(&|v| trim(*v))
-            .draw();
-        for (i, (name, curve)) in curves.iter().enumerate() {
-            let color = SERIES[i % SERIES.len()];
-            if let Ok(drawn) = chart.draw_series(LineSeries::new(
-                curve.iter().copied(),
-                color.stroke_width(2),
-            )) {
-                drawn.label(*name).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            }
-        }
-        let _ = chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw();
-        let _ = root.present();
-    }
-    svg
-}
-
-fn trim(v: f64) -> String {
-    let s = format!("{v:.4}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn svg_fallback() -> String {
-    "<p>(chart could not be drawn)</p>".into()
-}
-
-/// p50, p99 and max per second for each operation, warm-up shaded.
-pub fn timeline_chart(result: &RunResult) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
-        let _ = root.fill(&WHITE);
-        let timeline = &result.timeline;
-        let max_t = timeline.iter().map(|p| p.t_s).fold(1.0f64, f64::max);
-        let y = y_range(timeline.iter().flat_map(|p| {
-            [p.read, p.write]
-                .into_iter()
-                .flatten()
-                .flat_map(|l| [l.p50_ms, l.max_ms])
-        }));
-        let Ok(mut chart) = ChartBuilder::on(&root)
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..max_t, y.clone().log_scale())
-        else {
-            return svg_fallback();
-        };
-        let _ = chart
-            .configure_mesh()
-            .x_desc("seconds since start")
-            .y_desc("latency (ms)")
-            .y_label_formatter(&|v| trim(*v))
-            .draw();
-        let warmup = result.plan.warmup.as_secs_f64();
-        if warmup > 0.0 {
-            let _ = chart.draw_series(std::iter::once(Rectangle::new(
-                [(0.0, y.start), (warmup.min(max_t), y.end)],
-                RGBColor(200, 200, 200).mix(0.35).filled(),
-            )));
-        }
-        let mut color = 0;
-        for (op, pick) in [("read", 0usize), ("write", 1)] {
-            for (stat, dash) in [("p50", 0), ("p99", 1), ("max", 2)] {
-                let points: Vec<(f64, f64)> = timeline
-                    .iter()
-                    .filter_map(|p| {
-                        let l = if pick == 0 { p.read } else { p.write }?;
-                        Some((p.t_s, [l.p50_ms, l.p99_ms, l.max_ms][dash]))
-                    })
-                    .collect();
-                if points.is_empty() {
-                    continue;
-                }
-                let c = SERIES[color % SERIES.len()];
-                let style = c.mix([1.0, 0.8, 0.45][dash]).stroke_width([2, 2, 1][dash]);
-                if let Ok(drawn) = chart.draw_series(LineSeries::new(points, style)) {
-                    drawn
-                        .label(format!("{op} {stat}"))
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-                }
-            }
-            if timeline.iter().any(|p| {
-                if pick == 0 {
-                    p.read.is_some()
-                } else {
-                    p.write.is_some()
-                }
-            }) {
-                color += 1;
-            }
-        }
-        let _ = chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw();
-        let _ = root.present();
-    }
-    svg
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `2025-01-31T12:00:00Z` without a date-time dependency (civil-from-days, H. Hinnant).
@@ -590,9 +637,26 @@ mod tests {
     }
 
     #[test]
-    fn the_nines_axis_spreads_the_tail() {
-        assert!((nines(90.0) - 1.0).abs() < 1e-9);
-        assert!((nines(99.9) - 3.0).abs() < 1e-9);
-        assert!(nines(100.0).is_finite());
+    fn command_lines_can_be_pasted_back() {
+        let args = [
+            "loadtest",
+            "run",
+            "http://x/",
+            "--stages",
+            "1s:5,2s:0",
+            "a b",
+            "it's",
+        ];
+        assert_eq!(
+            shell_line(args.map(String::from)),
+            r"loadtest run http://x/ --stages 1s:5,2s:0 'a b' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn colour_only_when_painting_is_wanted() {
+        assert_eq!(paint("FAIL", RED, false), "FAIL");
+        assert_eq!(paint("FAIL", RED, true), "\x1b[1;31mFAIL\x1b[0m");
+        assert!(!colour_wanted(false));
     }
 }

@@ -29,19 +29,39 @@ pub fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).clamp(1, MAX_LATENCY_US)
 }
 
-/// Counts and latencies of one kind of request.
+/// Counts and latencies of one kind of request (or of one stage of a ramp).
 pub struct OpTotals {
     pub latency: Histogram<u64>,
     pub ok: u64,
     pub errors: BTreeMap<RequestError, u64>,
+    /// Every complete answer by HTTP status, successful or not.
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+impl Default for OpTotals {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl OpTotals {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             latency: total_histogram(),
             ok: 0,
             errors: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, latency: u64, outcome: Result<i64, RequestError>, status: Option<u16>) {
+        self.latency.saturating_record(latency);
+        match outcome {
+            Ok(_) => self.ok += 1,
+            Err(kind) => *self.errors.entry(kind).or_default() += 1,
+        }
+        if let Some(status) = status {
+            *self.statuses.entry(status).or_default() += 1;
         }
     }
 
@@ -54,6 +74,9 @@ impl OpTotals {
         self.ok += other.ok;
         for (kind, n) in &other.errors {
             *self.errors.entry(*kind).or_default() += n;
+        }
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
         }
     }
 }
@@ -88,6 +111,8 @@ pub struct WriteOutcomes {
 
 struct Shard {
     totals: [OpTotals; 2],
+    /// Per stage of a ramp (empty without `--stages`), reads and writes together.
+    stages: Vec<OpTotals>,
     intervals: [Interval; 2],
     send_lag: Histogram<u64>,
     late: u64,
@@ -99,6 +124,8 @@ pub struct Recorder {
     shards: Vec<Mutex<Shard>>,
     measure_from: Instant,
     late_after: Duration,
+    /// When each stage of a ramp ends; a request belongs to the stage of its intended time.
+    stage_ends: Vec<Instant>,
 }
 
 /// One finished request, as the driver saw it.
@@ -109,17 +136,25 @@ pub struct Sample {
     pub sent: Instant,
     pub done: Instant,
     pub outcome: Result<i64, RequestError>,
+    /// The answer's HTTP status, when a complete answer came back.
+    pub status: Option<u16>,
 }
 
 impl Recorder {
     /// Requests intended before `measure_from` are the warm-up: charted, checked for
     /// correctness, but kept out of the totals. A send more than `late_after` behind its
     /// intended time counts as late.
-    pub fn new(shards: usize, measure_from: Instant, late_after: Duration) -> Self {
+    pub fn new(
+        shards: usize,
+        measure_from: Instant,
+        late_after: Duration,
+        stage_ends: Vec<Instant>,
+    ) -> Self {
         let shards = (0..shards.max(1))
             .map(|_| {
                 Mutex::new(Shard {
                     totals: [OpTotals::new(), OpTotals::new()],
+                    stages: stage_ends.iter().map(|_| OpTotals::new()).collect(),
                     intervals: [Interval::new(), Interval::new()],
                     send_lag: total_histogram(),
                     late: 0,
@@ -131,6 +166,7 @@ impl Recorder {
             shards,
             measure_from,
             late_after,
+            stage_ends,
         }
     }
 
@@ -166,11 +202,14 @@ impl Recorder {
         if lag > self.late_after {
             s.late += 1;
         }
-        let totals = &mut s.totals[i];
-        totals.latency.saturating_record(latency);
-        match sample.outcome {
-            Ok(_) => totals.ok += 1,
-            Err(kind) => *totals.errors.entry(kind).or_default() += 1,
+        s.totals[i].add(latency, sample.outcome, sample.status);
+        if !self.stage_ends.is_empty() {
+            let stage = self
+                .stage_ends
+                .iter()
+                .position(|&end| sample.intended < end)
+                .unwrap_or(self.stage_ends.len() - 1);
+            s.stages[stage].add(latency, sample.outcome, sample.status);
         }
     }
 
@@ -193,6 +232,7 @@ impl Recorder {
     pub fn finish(self) -> Recorded {
         let mut recorded = Recorded {
             ops: [OpTotals::new(), OpTotals::new()],
+            stages: self.stage_ends.iter().map(|_| OpTotals::new()).collect(),
             send_lag: total_histogram(),
             late: 0,
             writes: WriteOutcomes::default(),
@@ -201,6 +241,9 @@ impl Recorder {
             let s = shard.into_inner().expect("no panics while locked");
             for op in Op::ALL {
                 recorded.ops[op.index()].merge(&s.totals[op.index()]);
+            }
+            for (total, stage) in recorded.stages.iter_mut().zip(&s.stages) {
+                total.merge(stage);
             }
             recorded.send_lag.add(&s.send_lag).expect("same bounds");
             recorded.late += s.late;
@@ -215,6 +258,7 @@ impl Recorder {
 /// The merged record of a finished run.
 pub struct Recorded {
     pub ops: [OpTotals; 2],
+    pub stages: Vec<OpTotals>,
     pub send_lag: Histogram<u64>,
     pub late: u64,
     pub writes: WriteOutcomes,
@@ -236,6 +280,11 @@ mod tests {
             intended,
             sent: intended + Duration::from_millis(sent_ms),
             done: intended + Duration::from_millis(done_ms),
+            status: match outcome {
+                Ok(_) => Some(200),
+                Err(RequestError::Status(s)) => Some(s),
+                Err(_) => None,
+            },
             outcome,
         }
     }
@@ -244,7 +293,7 @@ mod tests {
     fn warm_up_is_charted_and_checked_but_not_totalled() {
         let start = Instant::now();
         let measure_from = start + Duration::from_secs(1);
-        let recorder = Recorder::new(2, measure_from, Duration::from_millis(1));
+        let recorder = Recorder::new(2, measure_from, Duration::from_millis(1), Vec::new());
         recorder.record(0, sample(Op::Write, start, 0, 3, Ok(7)));
         recorder.record(1, sample(Op::Write, measure_from, 5, 9, Ok(8)));
         recorder.record(
@@ -275,5 +324,31 @@ mod tests {
             recorded.ops[Op::Read.index()].errors[&RequestError::Status(404)],
             1
         );
+        assert_eq!(
+            recorded.ops[Op::Write.index()].statuses,
+            BTreeMap::from([(200, 1)]),
+            "a timeout has no status; the warm-up is not totalled"
+        );
+        assert_eq!(recorded.ops[Op::Read.index()].statuses[&404], 1);
+    }
+
+    #[test]
+    fn each_request_counts_in_the_stage_of_its_intended_time() {
+        let start = Instant::now();
+        let ends = vec![
+            start + Duration::from_secs(1),
+            start + Duration::from_secs(2),
+        ];
+        let recorder = Recorder::new(1, start, Duration::from_millis(1), ends);
+        recorder.record(0, sample(Op::Read, start, 0, 1, Ok(1)));
+        // Intended in stage 1, answered long after it ended: still stage 1's.
+        recorder.record(
+            0,
+            sample(Op::Read, start + Duration::from_millis(1500), 0, 900, Ok(1)),
+        );
+        let recorded = recorder.finish();
+        assert_eq!(recorded.stages.len(), 2);
+        assert_eq!((recorded.stages[0].ok, recorded.stages[1].ok), (1, 1));
+        assert!(recorded.stages[1].latency.max() >= 900_000);
     }
 }

@@ -4,12 +4,16 @@
 //! ```toml
 //! [read]
 //! p50_ms = 1.0
+//! p95_ms = 3.0
 //! p99_ms = 5.0
+//! mean_ms = 1.5
 //! min_rate = 1000.0       # successful requests per second, measured window
 //! max_error_rate = 0.001  # (failed + unsent) / scheduled
 //! ```
 //!
 //! Every key is optional; unknown keys are an error (a typo must not silently drop a target).
+//! The error rate is always judged: without `max_error_rate` (or without a targets file) the
+//! run is held to `DEFAULT_ERROR_BUDGET`, so a run whose requests fail never passes.
 
 use std::path::Path;
 
@@ -23,13 +27,20 @@ pub struct TargetsFile {
     pub mixed: Option<Targets>,
 }
 
+/// The error budget of a run with no `max_error_rate` to go by: 1% of requests may fail. A
+/// healthy target fails far less; an outage, a wrong URL (all 404) or a stopped origin fails
+/// far more.
+pub const DEFAULT_ERROR_BUDGET: f64 = 0.01;
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Targets {
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
+    pub mean_ms: Option<f64>,
     pub min_rate: Option<f64>,
     pub max_error_rate: Option<f64>,
 }
@@ -39,8 +50,10 @@ pub struct Targets {
 pub struct Measured {
     pub p50_ms: f64,
     pub p90_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
+    pub mean_ms: f64,
     pub rate: f64,
     pub error_rate: f64,
 }
@@ -55,6 +68,8 @@ pub struct TargetCheck {
     /// `true` when the measured value must be at most the limit, `false` for at least.
     pub at_most: bool,
     pub passed: bool,
+    /// The limit is the tool's default, not from a targets file.
+    pub default: bool,
 }
 
 impl TargetsFile {
@@ -91,8 +106,19 @@ impl TargetsFile {
 
 impl Targets {
     fn validate(&self) -> Result<(), String> {
-        let latencies = [self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms];
-        if latencies.iter().flatten().any(|&v| v.is_nan() || v <= 0.0) {
+        let latencies = [
+            self.p50_ms,
+            self.p90_ms,
+            self.p95_ms,
+            self.p99_ms,
+            self.p999_ms,
+        ];
+        if latencies
+            .iter()
+            .chain([&self.mean_ms])
+            .flatten()
+            .any(|&v| v.is_nan() || v <= 0.0)
+        {
             return Err("latency targets must be positive".into());
         }
         let set: Vec<f64> = latencies.iter().flatten().copied().collect();
@@ -123,14 +149,26 @@ impl Targets {
                     unit,
                     at_most: true,
                     passed: measured <= limit,
+                    default: false,
                 });
             }
         };
         at_most("p50 latency", self.p50_ms, m.p50_ms, "ms");
         at_most("p90 latency", self.p90_ms, m.p90_ms, "ms");
+        at_most("p95 latency", self.p95_ms, m.p95_ms, "ms");
         at_most("p99 latency", self.p99_ms, m.p99_ms, "ms");
         at_most("p99.9 latency", self.p999_ms, m.p999_ms, "ms");
-        at_most("error rate", self.max_error_rate, m.error_rate, "");
+        at_most("mean latency", self.mean_ms, m.mean_ms, "ms");
+        let limit = self.max_error_rate.unwrap_or(DEFAULT_ERROR_BUDGET);
+        checks.push(TargetCheck {
+            name: "error rate",
+            limit,
+            measured: m.error_rate,
+            unit: "",
+            at_most: true,
+            passed: m.error_rate <= limit,
+            default: self.max_error_rate.is_none(),
+        });
         if let Some(limit) = self.min_rate {
             checks.push(TargetCheck {
                 name: "achieved rate",
@@ -139,6 +177,7 @@ impl Targets {
                 unit: "/s",
                 at_most: false,
                 passed: m.rate >= limit,
+                default: false,
             });
         }
         checks
@@ -152,8 +191,10 @@ mod tests {
     const MEASURED: Measured = Measured {
         p50_ms: 0.4,
         p90_ms: 0.9,
+        p95_ms: 1.2,
         p99_ms: 2.5,
         p999_ms: 9.0,
+        mean_ms: 0.5,
         rate: 950.0,
         error_rate: 0.0,
     };
@@ -161,7 +202,7 @@ mod tests {
     #[test]
     fn each_target_is_judged_against_its_measurement() {
         let file = TargetsFile::parse(
-            "[read]\np50_ms = 1.0\np99_ms = 2.0\nmin_rate = 900\nmax_error_rate = 0.001\n",
+            "[read]\np50_ms = 1.0\np95_ms = 1.0\np99_ms = 2.0\nmean_ms = 0.6\nmin_rate = 900\nmax_error_rate = 0.001\n",
         )
         .unwrap();
         let checks = file.for_scenario("read").unwrap().evaluate(&MEASURED);
@@ -170,17 +211,41 @@ mod tests {
             verdicts,
             vec![
                 ("p50 latency", true),
+                ("p95 latency", false),
                 ("p99 latency", false),
+                ("mean latency", true),
                 ("error rate", true),
                 ("achieved rate", true)
             ]
         );
+        assert!(checks.iter().all(|c| !c.default));
         let slow = Measured {
             rate: 899.0,
             ..MEASURED
         };
         let rate = file.for_scenario("read").unwrap().evaluate(&slow);
         assert!(!rate.last().unwrap().passed);
+    }
+
+    #[test]
+    fn without_an_error_bound_the_default_budget_judges_errors() {
+        let none = Targets::default();
+        let failing = Measured {
+            error_rate: 0.4165,
+            ..MEASURED
+        };
+        let checks = none.evaluate(&failing);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(
+            (
+                checks[0].name,
+                checks[0].limit,
+                checks[0].passed,
+                checks[0].default
+            ),
+            ("error rate", DEFAULT_ERROR_BUDGET, false, true)
+        );
+        assert!(none.evaluate(&MEASURED)[0].passed);
     }
 
     #[test]

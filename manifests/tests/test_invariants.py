@@ -48,7 +48,10 @@ def prestop_seconds(docs: list[dict]) -> int:
 
 
 def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
-    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in docs if d["kind"] == "Deployment"]
+    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in docs if d["kind"] in ("Deployment", "Job")]
+
+
+CLUSTER_SCOPED = {"Namespace", "StorageClass"}
 
 
 # --- shutdown and connection timing -------------------------------------------------------------
@@ -180,13 +183,17 @@ def test_namespace_gets_the_alb_readiness_gate(prod):
     namespace = find(prod, "Namespace", "counter")
     assert namespace["metadata"]["labels"]["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert {d["metadata"].get("namespace") for d in prod if d["kind"] != "Namespace"} == {"counter"}
+    assert {d["metadata"].get("namespace") for d in prod if d["kind"] not in CLUSTER_SCOPED} == {"counter"}
+    assert all("namespace" not in d["metadata"] for d in prod if d["kind"] in CLUSTER_SCOPED)
 
 
 # --- least privilege -----------------------------------------------------------------------------
 
 
-def test_origin_egress_is_dns_postgres_and_the_collector_only(prod):
+POD_IDENTITY_AGENT = ("169.254.170.23/32", 80)
+
+
+def test_origin_egress_is_dns_postgres_the_collector_and_pod_identity_only(prod):
     policy = find(prod, "NetworkPolicy", "counter-origin")
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     allowed = set()
@@ -199,9 +206,12 @@ def test_origin_egress_is_dns_postgres_and_the_collector_only(prod):
             assert peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
         elif ports == {(5432, "TCP")}:
             assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).is_private
+        elif ports == {(80, "TCP")}:
+            # The EKS Pod Identity agent: credentials for signing RDS IAM tokens (DATABASE_AUTH=iam).
+            assert (peer["ipBlock"]["cidr"], 80) == POD_IDENTITY_AGENT
         else:
             assert peer == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "adot-collector"}}}
-    assert allowed == {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (4317, "TCP"), (4318, "TCP")}
+    assert allowed == {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (4317, "TCP"), (4318, "TCP"), (80, "TCP")}
     collector = find(prod, "Service", "adot-collector")
     assert {p["port"] for p in collector["spec"]["ports"]} == {4317, 4318}
     assert port_of(origin_config(prod)["OTEL_EXPORTER_OTLP_ENDPOINT"]) == 4317
@@ -229,12 +239,15 @@ def test_no_credentials_are_rendered(render, request):
     docs = request.getfixturevalue(render)
     secrets = [d["metadata"]["name"] for d in docs if d["kind"] == "Secret" and (d.get("data") or d.get("stringData"))]
     assert not secrets, f"Secrets with data in Git: {secrets}"
+    # No pod reads any Secret: the origin signs in with IAM, the migration fetches the master secret
+    # from Secrets Manager itself, the collector uses its IAM role.
     referenced = {
-        e["valueFrom"]["secretKeyRef"]["name"]
-        for _, spec in pod_specs(docs) for c in spec["containers"] for e in c.get("env", [])
-        if "secretKeyRef" in e.get("valueFrom", {})
-    }
-    assert referenced <= {"counter-origin-db"}
+        (name, c["name"])
+        for name, spec in pod_specs(docs) for c in spec["containers"]
+        for source in [e.get("valueFrom", {}) for e in c.get("env", [])] + c.get("envFrom", [])
+        if "secretKeyRef" in source or "secretRef" in source
+    } | {(name, v["name"]) for name, spec in pod_specs(docs) for v in spec.get("volumes", []) if "secret" in v}
+    assert not referenced, f"pods reading Secrets: {sorted(referenced)}"
 
 
 @pytest.mark.parametrize("render", ["base", "prod"])
@@ -266,7 +279,10 @@ def test_env_references_only_variables_defined_before_them(render, request):
 
 def scalar_values(node):
     if isinstance(node, dict):
-        for value in node.values():
+        for key, value in node.items():
+            # An env entry's name is the variable, not a value (markers may share its spelling).
+            if key == "name" and ("value" in node or "valueFrom" in node):
+                continue
             yield from scalar_values(value)
     elif isinstance(node, list):
         for value in node:
@@ -288,6 +304,21 @@ def test_prod_environment_values_are_all_substituted_and_well_formed(prod):
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", role)
     region = container(find(prod, "Deployment", "adot-collector"), "collector")["env"][0]["value"]
     assert re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region)
+
+
+def test_traces_carry_the_eks_identity(prod):
+    # Issue 19 #4: the X-Ray exporter builds the segment's aws.eks block (and the EKS origin) only from
+    # cloud.platform=aws_eks with k8s.cluster.name; $(VAR) expands only from variables listed earlier.
+    env = [(e["name"], e.get("value")) for e in origin_container(prod)["env"]]
+    values = dict(env)
+    attributes = dict(pair.split("=", 1) for pair in values["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+    assert attributes["cloud.platform"] == "aws_eks" and attributes["cloud.provider"] == "aws"
+    names = [name for name, _ in env]
+    for key, variable in (("k8s.cluster.name", "K8S_CLUSTER_NAME"), ("cloud.region", "AWS_REGION")):
+        assert attributes[key] == f"$({variable})", key
+        assert names.index(variable) < names.index("OTEL_RESOURCE_ATTRIBUTES"), f"{variable} is not expanded"
+    cluster = values["K8S_CLUSTER_NAME"]
+    assert re.fullmatch(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}", cluster), f"not an EKS cluster name: {cluster!r}"
 
 
 def test_argocd_project_admits_exactly_what_the_overlay_renders(prod, argocd):

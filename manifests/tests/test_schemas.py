@@ -41,7 +41,8 @@ def test_every_rendered_object_is_schema_valid(render, request):
 
 def test_the_custom_resources_are_the_expected_ones(prod, argocd):
     kinds = {d["kind"] for d in prod + argocd if _is_custom(d)}
-    assert kinds == {"ServiceMonitor", "PrometheusRule", "TargetGroupBinding", "Application", "AppProject"}
+    assert kinds == {"ServiceMonitor", "PrometheusRule", "TargetGroupBinding", "AlertmanagerConfig",
+                     "Application", "AppProject"}
 
 
 # The validators must be able to fail, or the test above proves nothing.

@@ -71,13 +71,13 @@ pub const VARIABLES: &[Variable] = &[
     var("REQUEST_TIMEOUT_MS", "5000", "per-request deadline (504 once it passes)"),
     var("HEADER_READ_TIMEOUT_MS", "10000", "bound on receiving a request's headers (slow clients)"),
     var("KEEPALIVE_IDLE_TIMEOUT_S", "75", "idle keep-alive connections close after this; keep above the ALB's 60 s"),
-    var("MAX_CONNECTIONS", "10000", "open client connections; further ones wait in the kernel backlog"),
+    var("MAX_CONNECTIONS", "1024", "open client connections; at the limit a new one evicts an idle, stalled or silent one, else waits in the kernel backlog"),
     var("DRAIN_PERIOD_MS", "5000", "after SIGTERM: readiness 503 but keep serving this long"),
     var("SHUTDOWN_TIMEOUT_MS", "10000", "after the drain: bound on finishing requests and flushing writes"),
     var("READY_CHECK_INTERVAL_MS", "1000", "how often the store is pinged for readiness"),
     var("READY_STALE_AFTER_MS", "5000", "readiness fails when the store has not answered for this long"),
     var("WORKER_THREADS", "0", "tokio worker threads; 0: one per core, 1: a single-threaded runtime"),
-    var("LOG_LEVEL", "info", "tracing filter (error, warn, info, debug or a directive list)"),
+    var("LOG_LEVEL", "info", "log filter: a level (off, error, warn, info, debug, trace) or a list of them and target=level directives, e.g. info,counter_origin=debug"),
     var("ACCESS_LOG_EVERY", "100", "log one request in N (0: none, 1: all); 5xx answers are always logged"),
     var("IDEMPOTENCY_KEY_RETENTION_S", "86400", "how long a POST's Idempotency-Key is remembered (retries within it count once)"),
     var("OTEL_ENABLED", "false", "true: X-Ray traces over OTLP/gRPC and trace ids in log lines; false: no tracer, no cost"),
@@ -289,7 +289,7 @@ impl Config {
             ready_check_interval: env.millis("READY_CHECK_INTERVAL_MS", 1)?,
             ready_stale_after: env.millis("READY_STALE_AFTER_MS", 1)?,
             worker_threads: env.number("WORKER_THREADS", 0, 1024)? as usize,
-            log_level: env.string("LOG_LEVEL"),
+            log_level: env.log_filter("LOG_LEVEL")?,
             access_log_every: env.number("ACCESS_LOG_EVERY", 0, u64::MAX)?,
             idempotency_key_retention: Duration::from_secs(env.number(
                 "IDEMPOTENCY_KEY_RETENTION_S",
@@ -308,27 +308,39 @@ impl Config {
         Ok(config)
     }
 
-    /// `counter-origin --help`: every variable with its default.
+    /// The environment section of `counter-origin --help`: every variable, its default and what
+    /// it does, wrapped to [`HELP_WIDTH`] columns.
     pub fn help_text() -> String {
-        let mut text = String::from(
-            "counter-origin — the Counter Service origin (HTTP API, page, metrics)\n\n\
-             Usage: counter-origin [--help]\n\nConfigured by environment variables:\n\n",
-        );
-        let name_width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
-        let default_width = VARIABLES
-            .iter()
-            .map(|v| v.default.unwrap_or("(unset)").len())
-            .max()
-            .unwrap_or(0);
+        let mut text = String::from("Environment variables (default in brackets):\n");
         for v in VARIABLES {
-            let default = v.default.unwrap_or("(unset)");
-            text.push_str(&format!(
-                "  {:<name_width$} default {:<default_width$} {}\n",
-                v.name, default, v.help
-            ));
+            let default = v.default.unwrap_or("unset");
+            text.push_str(&format!("  {} [{default}]\n", v.name));
+            wrap_into(&mut text, v.help, "      ");
         }
         text
     }
+}
+
+/// `--help` fits an 80-column terminal.
+pub const HELP_WIDTH: usize = 80;
+
+/// Appends `words` as lines of at most [`HELP_WIDTH`] characters, each starting with `indent`.
+pub fn wrap_into(out: &mut String, words: &str, indent: &str) {
+    let mut line = String::from(indent);
+    for word in words.split_whitespace() {
+        let fits = line.chars().count() + 1 + word.chars().count() <= HELP_WIDTH;
+        if line.len() > indent.len() && !fits {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
 }
 
 /// The effective configuration, one `NAME=value` per variable, secrets redacted.
@@ -692,6 +704,25 @@ impl Env<'_> {
         }
     }
 
+    /// Validated strictly because `EnvFilter` is lenient: it reads `verbose` or `debugg` as a
+    /// target name and then logs nothing at all, not even a fatal start-up error.
+    fn log_filter(&self, name: &'static str) -> Result<String, ConfigError> {
+        let value = self.string(name);
+        let directives: Option<Vec<String>> = value.split(',').map(log_directive).collect();
+        match directives {
+            // Spaces removed: EnvFilter would make them part of a target name.
+            Some(directives) => Ok(directives.join(",")),
+            None => Err(ConfigError {
+                name,
+                value,
+                expected: format!(
+                    "a level ({}) or comma-separated target=level directives, e.g. info,counter_origin=debug",
+                    LOG_LEVELS.join(", ")
+                ),
+            }),
+        }
+    }
+
     fn millis(&self, name: &'static str, min: u64) -> Result<Duration, ConfigError> {
         self.number(name, min, 86_400_000)
             .map(Duration::from_millis)
@@ -705,6 +736,35 @@ impl Env<'_> {
             expected: "an IP address and port, e.g. 0.0.0.0:8080 or [::]:8080".into(),
         })
     }
+}
+
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `level` or `target=level`, where a target is a Rust path such as `counter_origin::server`;
+/// returned without the spaces around its parts.
+fn log_directive(directive: &str) -> Option<String> {
+    let is_level = |text: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(text));
+    let is_target = |text: &str| {
+        text.split("::").all(|segment| {
+            let mut chars = segment.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let directive = directive.trim();
+    let valid = match directive.split_once('=') {
+        None => is_level(directive),
+        Some((target, level)) => is_target(target.trim()) && is_level(level.trim()),
+    };
+    valid.then(|| {
+        directive
+            .split('=')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("=")
+    })
 }
 
 fn default_of(name: &str) -> &'static str {
@@ -1007,11 +1067,54 @@ mod tests {
     }
 
     #[test]
+    fn log_level_takes_levels_and_target_directives_only() {
+        for (given, used) in [
+            ("info", "info"),
+            ("DEBUG", "DEBUG"),
+            ("off", "off"),
+            ("warn,counter_origin=debug", "warn,counter_origin=debug"),
+            (
+                "info, counter_origin::server = trace ,access=off",
+                "info,counter_origin::server=trace,access=off",
+            ),
+        ] {
+            let config = parse(&[("LOG_LEVEL", given)]).unwrap_or_else(|e| panic!("{given}: {e}"));
+            assert_eq!(config.log_level, used);
+            tracing_subscriber::EnvFilter::try_new(&config.log_level)
+                .expect("EnvFilter accepts it");
+        }
+        for bad in [
+            "verbose",
+            "debugg",
+            "info,",
+            "counter_origin",
+            "=debug",
+            "counter_origin=loud",
+            "counter-origin=debug",
+            "a::=info",
+            "server[request]=debug",
+            "3",
+        ] {
+            let err = parse(&[("LOG_LEVEL", bad)])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(err.name, "LOG_LEVEL");
+            assert!(err.to_string().contains("target=level"), "{err}");
+        }
+    }
+
+    #[test]
     fn help_lists_every_variable_with_its_default() {
         let help = Config::help_text();
         for v in VARIABLES {
             assert!(help.contains(v.name), "{} missing from --help", v.name);
         }
-        assert!(help.contains("0.0.0.0:8080"));
+        assert!(help.contains("LISTEN_ADDR [0.0.0.0:8080]"));
+        for line in help.lines() {
+            assert!(
+                line.chars().count() <= HELP_WIDTH,
+                "wider than {HELP_WIDTH}: {line}"
+            );
+        }
     }
 }

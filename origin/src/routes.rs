@@ -1,4 +1,4 @@
-//! Method + path → handler, and every answer the public listener gives (DESIGN §1). JSON bodies
+//! Method + path → handler, every answer the public listener gives (docs/design.md §1). JSON bodies
 //! are built by hand (`itoa`): they are one number, and this is the hottest code in the service.
 
 use std::future::Future as _;
@@ -11,12 +11,12 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use opentelemetry::context::FutureExt as _;
 
+use crate::app::App;
 use crate::assets::{self, Asset};
 use crate::counter::{idempotency, IncrementError};
 use crate::telemetry::logs;
 use crate::telemetry::metrics::{self, Endpoint};
 use crate::telemetry::traces::{self, Traces};
-use crate::app::App;
 
 pub type Body = Full<Bytes>;
 
@@ -35,6 +35,19 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 const PAGE_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=60";
 const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 const NO_STORE: &str = "no-store";
+
+/// Which build this process runs (build.rs stamps the revision and time), for an operator's
+/// `curl`; the edge does not forward it (`edge/functions/viewer-request.js`).
+pub const VERSION_PATH: &str = "/version";
+const VERSION_BODY: &str = concat!(
+    "{\"version\":\"",
+    env!("CARGO_PKG_VERSION"),
+    "\",\"revision\":\"",
+    env!("COUNTER_REVISION"),
+    "\",\"build_time\":\"",
+    env!("COUNTER_BUILD_TIME"),
+    "\"}"
+);
 
 /// Serves one request and records it (metrics, sampled access log).
 pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Body> {
@@ -95,6 +108,7 @@ pub enum Action {
     Increment,
     Health,
     Ready,
+    Version,
     Asset(&'static Asset),
     /// `204` listing the allowed methods.
     Options(&'static str),
@@ -109,6 +123,8 @@ pub fn resolve(method: &Method, path: &str) -> Route {
         "/api/counter" => (Endpoint::Counter, None),
         "/healthz" => (Endpoint::Healthz, None),
         "/readyz" => (Endpoint::Readyz, None),
+        // Labelled with the assets: a constant answer built into the binary.
+        VERSION_PATH => (Endpoint::Static, None),
         _ => match assets::find(path) {
             Some(asset) => (Endpoint::Static, Some(asset)),
             None => {
@@ -129,6 +145,7 @@ pub fn resolve(method: &Method, path: &str) -> Route {
         (&Method::POST, Endpoint::Counter) => Action::Increment,
         (&Method::GET | &Method::HEAD, Endpoint::Healthz) => Action::Health,
         (&Method::GET | &Method::HEAD, Endpoint::Readyz) => Action::Ready,
+        (&Method::GET | &Method::HEAD, _) if path == VERSION_PATH => Action::Version,
         (&Method::GET | &Method::HEAD, _) => asset.map_or(Action::NotFound, Action::Asset),
         (&Method::OPTIONS, _) => Action::Options(allow),
         _ => Action::MethodNotAllowed(allow),
@@ -173,6 +190,13 @@ async fn route(
                 response
             }
         },
+        Action::Version => {
+            let mut response = json(StatusCode::OK, Bytes::from_static(VERSION_BODY.as_bytes()));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+            response
+        }
         Action::Asset(asset) => serve_asset(asset, &request),
         Action::Options(allow) => options(allow),
         Action::MethodNotAllowed(allow) => method_not_allowed(allow),
@@ -389,6 +413,12 @@ fn error(status: StatusCode, message: &'static str) -> Response<Body> {
     json(status, body.freeze())
 }
 
+/// The answer to a request on a connection whose earlier answers are not being read (an HTTP/2
+/// client that opened its flow-control window to nothing): the server holds no more for it.
+pub fn unsent_answers_pending() -> Response<Body> {
+    unavailable("too many answers on this connection are waiting to be read")
+}
+
 fn unavailable(message: &'static str) -> Response<Body> {
     let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
     response
@@ -467,6 +497,15 @@ mod tests {
                 Endpoint::Readyz,
                 Options(READ_ONLY_ALLOW),
             ),
+            ("/version", Method::GET, Endpoint::Static, Version),
+            ("/version", Method::HEAD, Endpoint::Static, Version),
+            (
+                "/version",
+                Method::POST,
+                Endpoint::Static,
+                MethodNotAllowed(READ_ONLY_ALLOW),
+            ),
+            ("/version/", Method::GET, Endpoint::Other, NotFound),
             ("/metrics", Method::GET, Endpoint::Other, NotFound),
             ("/api/counter/", Method::GET, Endpoint::Other, NotFound),
             ("/API/COUNTER", Method::POST, Endpoint::Other, NotFound),

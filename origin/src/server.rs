@@ -4,17 +4,33 @@
 //! keep-alive timeout, and its header-read timeout also runs between requests (so it would close
 //! idle keep-alive connections after a few seconds). Each connection therefore carries a small
 //! watchdog instead:
-//! - a request head that has not fully arrived `HEADER_READ_TIMEOUT_MS` after its first byte (or
-//!   after the accept, for the first request) drops the connection: slow and silent clients
-//!   cannot hold connections; this also covers hyper's HTTP/1-vs-HTTP/2 sniffing, which has no timer;
-//! - a connection with no request in flight for `KEEPALIVE_IDLE_TIMEOUT_S` is closed gracefully.
-//!   That timeout must exceed the ALB's (60 s): the ALB must always be the side that closes an
-//!   idle connection, or it may send a request into a socket we are closing (a 502).
+//! - the first request on a connection, HTTP/1.1 or HTTP/2 (preface, settings and the first
+//!   stream's headers), must arrive within `HEADER_READ_TIMEOUT_MS` of the accept, and every later
+//!   HTTP/1.1 head within that of its first byte; otherwise the connection is dropped: slow,
+//!   silent and preface-only clients cannot hold connection slots;
+//! - at `MAX_CONNECTIONS`, a new connection evicts an open one that is doing nothing useful,
+//!   first one that has sent no request, then one whose answers its client does not read, then
+//!   the longest idle one, each only after a short grace (so a client whose request is already in
+//!   the socket is never the victim); only when none qualifies does it wait, and the rest wait in
+//!   the kernel's backlog. Floods of such connections cannot keep real clients out;
+//! - a connection with no request in flight (for HTTP/2: no open stream) for
+//!   `KEEPALIVE_IDLE_TIMEOUT_S` is closed gracefully. That timeout must exceed the ALB's (60 s):
+//!   the ALB must always be the side that closes an idle connection, or it may send a request
+//!   into a socket we are closing (a 502);
+//! - a request is in flight until its answer has been handed to the socket, so an answer the
+//!   client does not read (an HTTP/2 flow-control window of zero) keeps it in flight; when
+//!   answers wait, or the socket refuses our bytes (an HTTP/1.1 client that pipelines and never
+//!   reads), and nothing has been written for `HEADER_READ_TIMEOUT_MS`, the connection is
+//!   dropped; while more than `MAX_UNSENT_BYTES` of answers wait, further requests on it get a
+//!   short `503`. With at most `MAX_H2_STREAMS` streams, this bounds what one connection can make
+//!   the process hold, and `MAX_CONNECTIONS` bounds the connections (docs/design.md §1 has the
+//!   arithmetic).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,16 +40,23 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
 use crate::app::App;
 use crate::routes;
+use crate::telemetry::metrics::CloseReason;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Most header fields in one request.
 const MAX_HEADERS: usize = 64;
-/// Concurrent streams one HTTP/2 client may open.
-const MAX_H2_STREAMS: u32 = 256;
+/// Concurrent streams one HTTP/2 client may open. The ALB speaks HTTP/1.1 to targets; this only
+/// bounds direct HTTP/2 clients, and a few dozen streams is all a page or a load test uses.
+const MAX_H2_STREAMS: u32 = 16;
+/// Answer bytes one connection may have waiting to be sent before further requests get a `503`.
+pub const MAX_UNSENT_BYTES: u64 = 256 * 1024;
+/// What HTTP/2 may buffer for one stream beyond the peer's window (hyper's default is 1 MiB).
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
 /// Pending connections the kernel may hold while we are at `MAX_CONNECTIONS`.
 const LISTEN_BACKLOG: u32 = 4096;
 /// After a graceful close was asked of a connection, how long it may take to finish.
@@ -58,11 +81,12 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let (closing, closing_rx) = watch::channel(false);
     let builder = Arc::new(connection_builder());
+    let connections = Arc::new(Connections::default());
+    let trim = tokio::spawn(trim_memory_after_connections_close(
+        Arc::clone(&limit),
+        config.max_connections,
+    ));
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&limit).acquire_owned() => permit.expect("never closed"),
-            _ = turned_true(&mut stop) => break,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -75,16 +99,48 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
             },
             _ = turned_true(&mut stop) => break,
         };
+        let permit = match Arc::clone(&limit).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // At the limit: make room by evicting a connection that does nothing useful, else
+                // wait for one to end (one accepted socket waits here; the rest, in the kernel's
+                // backlog).
+                let grace = EVICTION_GRACE.min(config.header_read_timeout / 10);
+                let permit = loop {
+                    if let Some(reason) = connections.evict_one(grace.as_millis() as u64) {
+                        app.metrics.connection_closed(reason);
+                    }
+                    // The evicted task gives its permit back once dropped; until a permit comes,
+                    // look again as connections age past the grace.
+                    tokio::select! {
+                        permit = Arc::clone(&limit).acquire_owned() => break Some(permit.expect("never closed")),
+                        _ = tokio::time::sleep(grace.max(Duration::from_millis(20)) / 2) => {}
+                        _ = turned_true(&mut stop) => break None,
+                    }
+                };
+                let Some(permit) = permit else { break };
+                permit
+            }
+        };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
+        let state = Arc::new(ConnectionState {
+            app: Arc::clone(&app),
+            activity: Activity::new(),
+            id: connections.next_id(),
+            connections: Arc::clone(&connections),
+        });
+        let registration = connections.insert(&state);
+        let task = tokio::spawn(serve_connection(
             stream,
-            Arc::clone(&app),
+            registration,
             Arc::clone(&builder),
             closing_rx.clone(),
             permit,
         ));
+        connections.started(state.id, task.abort_handle());
     }
     drop(listener);
+    trim.abort();
     let _ = closing.send(true);
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(config.shutdown_timeout, limit.acquire_many(all))
@@ -113,6 +169,7 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     builder
 }
@@ -120,7 +177,15 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 /// What the watchdog knows about one connection, kept by the service and the socket wrapper.
 struct Activity {
     accepted_ms: u64,
+    /// Requests whose answer has not yet been handed to the socket.
     in_flight: AtomicU32,
+    /// Of those, the ones whose handler has finished: their answer waits to be sent.
+    unsent: AtomicU32,
+    unsent_bytes: AtomicU64,
+    /// `clock_ms()` when bytes were last written to the socket or an answer became ready.
+    progress_ms: AtomicU64,
+    /// `clock_ms()` since which the socket has refused our bytes (its buffer is full); 0 = not.
+    write_blocked_ms: AtomicU64,
     requests: AtomicU64,
     /// `clock_ms()` when the connection last became idle.
     idle_since_ms: AtomicU64,
@@ -136,6 +201,10 @@ impl Activity {
         Self {
             accepted_ms: now,
             in_flight: AtomicU32::new(0),
+            unsent: AtomicU32::new(0),
+            unsent_bytes: AtomicU64::new(0),
+            progress_ms: AtomicU64::new(now),
+            write_blocked_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(now),
             head_started_ms: AtomicU64::new(0),
@@ -149,10 +218,53 @@ impl Activity {
         self.head_started_ms.store(0, Ordering::Relaxed);
     }
 
-    fn request_finished(&self) {
+    /// The handler has answered; the answer now waits to be sent.
+    fn answer_ready(&self, bytes: u64) {
+        self.unsent.fetch_add(1, Ordering::Relaxed);
+        self.unsent_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.progress_ms.store(clock_ms(), Ordering::Relaxed);
+    }
+
+    /// The answer has been handed to the socket (or the stream was reset): the request is over.
+    fn answer_sent(&self, bytes: u64) {
+        self.unsent.fetch_sub(1, Ordering::Relaxed);
+        self.unsent_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.request_ended();
+    }
+
+    fn request_ended(&self) {
         self.idle_since_ms.store(clock_ms(), Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn bytes_sent(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
+            self.write_blocked_ms.store(0, Ordering::Relaxed);
+        }
+        if self.unsent.load(Ordering::Relaxed) > 0 {
+            self.progress_ms.store(clock_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn write_blocked(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) == 0 {
+            self.write_blocked_ms
+                .store(clock_ms().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Since when the client has not taken what we have for it: answers waiting with nothing
+    /// written, or a socket refusing our bytes.
+    fn stalled_since(&self) -> Option<u64> {
+        let blocked = self.write_blocked_ms.load(Ordering::Relaxed);
+        let waiting = (self.unsent.load(Ordering::Relaxed) > 0)
+            .then(|| self.progress_ms.load(Ordering::Relaxed));
+        match (blocked, waiting) {
+            (0, waiting) => waiting,
+            (blocked, Some(waiting)) => Some(blocked.min(waiting)),
+            (blocked, None) => Some(blocked),
+        }
     }
 
     fn bytes_received(&self, first: &[u8]) {
@@ -171,6 +283,99 @@ impl Activity {
 struct ConnectionState {
     app: Arc<App>,
     activity: Activity,
+    id: u64,
+    connections: Arc<Connections>,
+}
+
+/// Keeps a connection in [`Connections`] until its task ends (also when aborted before it ran).
+struct Registration(Arc<ConnectionState>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.0.connections.remove(self.0.id);
+    }
+}
+
+/// How long a connection is spared from eviction after it was accepted, answered or went idle
+/// (at most a tenth of the header timeout): a request already in its socket gets parsed first.
+const EVICTION_GRACE: Duration = Duration::from_millis(100);
+
+/// A registered connection, and its task once spawned.
+type Entry = (Arc<ConnectionState>, Option<AbortHandle>);
+
+/// Every open connection, by id (accept order), so that at the limit one can be evicted.
+#[derive(Default)]
+struct Connections {
+    next_id: std::sync::atomic::AtomicU64,
+    open: Mutex<BTreeMap<u64, Entry>>,
+}
+
+impl Connections {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a connection before its task is spawned ([`Self::started`] adds the task).
+    fn insert(&self, state: &Arc<ConnectionState>) -> Registration {
+        self.lock().insert(state.id, (Arc::clone(state), None));
+        Registration(Arc::clone(state))
+    }
+
+    fn started(&self, id: u64, task: AbortHandle) {
+        if let Some((_, slot)) = self.lock().get_mut(&id) {
+            *slot = Some(task);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        // The entry holds an Arc of the state: take it out, drop it outside the lock.
+        let removed = self.lock().remove(&id);
+        drop(removed);
+    }
+
+    /// Ends the connection least worth keeping, if one has been so for longer than `grace_ms`:
+    /// first one that sent no request (oldest first), then one whose client does not read its
+    /// answers (stalled longest first), then the longest idle. Only when the limit is reached.
+    fn evict_one(&self, grace_ms: u64) -> Option<CloseReason> {
+        let now = clock_ms();
+        let mut open = self.lock();
+        let victim = open
+            .iter()
+            .filter_map(|(&id, (state, task))| {
+                task.as_ref()?;
+                let a = &state.activity;
+                let due = |since: u64| since + grace_ms <= now;
+                let candidate = if a.requests.load(Ordering::Relaxed) == 0 {
+                    due(a.accepted_ms).then_some((CloseReason::EvictedUnproven, a.accepted_ms))
+                } else if let Some(since) = a.stalled_since() {
+                    due(since).then_some((CloseReason::EvictedStalled, since))
+                } else if a.in_flight.load(Ordering::Relaxed) == 0 {
+                    let idle = a.idle_since_ms.load(Ordering::Relaxed);
+                    due(idle).then_some((CloseReason::EvictedIdle, idle))
+                } else {
+                    None
+                };
+                candidate.map(|(reason, since)| (reason, since, id))
+            })
+            .min();
+        let (reason, _, id) = victim?;
+        let removed = open.remove(&id);
+        drop(open);
+        if let Some((_, Some(task))) = &removed {
+            task.abort();
+        }
+        tracing::debug!(
+            reason = reason.label(),
+            "connection limit reached: evicted a connection"
+        );
+        Some(reason)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// What the watchdog decides on each wake-up.
@@ -179,13 +384,21 @@ enum Verdict {
     CheckAt(u64),
     /// Idle too long: ask the connection to close gracefully.
     CloseIdle,
-    /// A request head did not arrive in time (slow or silent client): drop the connection.
-    Drop,
+    /// Drop the connection: a request head did not arrive in time (slow or silent client), or
+    /// the client takes nothing of what we have for it.
+    Drop(CloseReason),
 }
 
 fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) -> Verdict {
     // Wake at least every header timeout, so a head that starts arriving is timed from its start.
     let soon = now + header_timeout;
+    if let Some(since) = activity.stalled_since() {
+        let deadline = since + header_timeout;
+        if now >= deadline {
+            return Verdict::Drop(CloseReason::SendStalled);
+        }
+        return Verdict::CheckAt(deadline.min(soon));
+    }
     if activity.in_flight.load(Ordering::Relaxed) > 0 {
         return Verdict::CheckAt(soon);
     }
@@ -194,15 +407,16 @@ fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) 
     if head_started != 0 && !http2 {
         let deadline = head_started + header_timeout;
         return if now >= deadline {
-            Verdict::Drop
+            Verdict::Drop(CloseReason::HeadTimeout)
         } else {
             Verdict::CheckAt(deadline)
         };
     }
-    if activity.requests.load(Ordering::Relaxed) == 0 && !http2 {
+    // The first request, whatever the protocol: an HTTP/2 preface alone is not a request.
+    if activity.requests.load(Ordering::Relaxed) == 0 {
         let deadline = activity.accepted_ms + header_timeout;
         return if now >= deadline {
-            Verdict::Drop
+            Verdict::Drop(CloseReason::HeadTimeout)
         } else {
             Verdict::CheckAt(deadline)
         };
@@ -217,26 +431,31 @@ fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) 
 
 async fn serve_connection(
     stream: TcpStream,
-    app: Arc<App>,
+    registration: Registration,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut closing: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
     // One Arc per connection, cloned per request: the reference count stays on this
     // connection's core instead of being shared by every request in the process.
-    let connection_state = Arc::new(ConnectionState {
-        app: Arc::clone(&app),
-        activity: Activity::new(),
-    });
+    let connection_state = Arc::clone(&registration.0);
+    let app = Arc::clone(&connection_state.app);
     let service = {
         let state = Arc::clone(&connection_state);
         service_fn(move |request| {
-            let state = Arc::clone(&state);
-            state.activity.request_started();
+            // Ends the request for the watchdog when dropped, also if hyper drops this future
+            // (a client that resets its stream or closes mid-request).
+            let in_flight = InFlight::start(Arc::clone(&state));
             async move {
-                let response = routes::handle(&state.app, request).await;
-                state.activity.request_finished();
-                Ok::<_, std::convert::Infallible>(response)
+                let activity = &in_flight.state.activity;
+                let response = if activity.unsent_bytes.load(Ordering::Relaxed) > MAX_UNSENT_BYTES {
+                    routes::unsent_answers_pending()
+                } else {
+                    routes::handle(&in_flight.state.app, request).await
+                };
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| SentBody::new(body, in_flight)),
+                )
             }
         })
     };
@@ -275,8 +494,12 @@ async fn serve_connection(
                     Some(deadline) => deadline,
                     None => match judge(&connection_state.activity, now, header_timeout, idle_timeout) {
                         Verdict::CheckAt(at) => at,
-                        Verdict::Drop => return,
+                        Verdict::Drop(reason) => {
+                            app.metrics.connection_closed(reason);
+                            return;
+                        }
                         Verdict::CloseIdle => {
+                            app.metrics.connection_closed(CloseReason::IdleTimeout);
                             connection.as_mut().graceful_shutdown();
                             // Nothing is in flight, so all hyper may still wait for is a request
                             // head (e.g. a partial one pipelined behind the last request, which
@@ -316,13 +539,26 @@ impl AsyncRead for WatchedStream {
     }
 }
 
+impl WatchedStream {
+    fn written(&self, result: &Poll<std::io::Result<usize>>) {
+        match result {
+            Poll::Ready(Ok(n)) if *n > 0 => self.state.activity.bytes_sent(),
+            Poll::Pending => self.state.activity.write_blocked(),
+            _ => {}
+        }
+    }
+}
+
 impl AsyncWrite for WatchedStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, data);
+        this.written(&result);
+        result
     }
 
     fn poll_write_vectored(
@@ -330,7 +566,10 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.written(&result);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -345,6 +584,106 @@ impl AsyncWrite for WatchedStream {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
+
+/// One request as the watchdog counts it: from the service call until its answer is handed to
+/// the socket, or until hyper drops it unanswered.
+struct InFlight {
+    state: Arc<ConnectionState>,
+    /// The answer's size once the handler has answered.
+    answer_bytes: Option<u64>,
+}
+
+impl InFlight {
+    fn start(state: Arc<ConnectionState>) -> Self {
+        state.activity.request_started();
+        Self {
+            state,
+            answer_bytes: None,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        match self.answer_bytes {
+            Some(bytes) => self.state.activity.answer_sent(bytes),
+            None => self.state.activity.request_ended(),
+        }
+    }
+}
+
+/// An answer body that ends its [`InFlight`] when hyper drops it: once the last byte is handed
+/// on, or the stream is reset.
+struct SentBody {
+    inner: routes::Body,
+    _in_flight: InFlight,
+}
+
+impl SentBody {
+    fn new(inner: routes::Body, mut in_flight: InFlight) -> Self {
+        use hyper::body::Body as _;
+        let bytes = inner.size_hint().exact().unwrap_or(0);
+        in_flight.state.activity.answer_ready(bytes);
+        in_flight.answer_bytes = Some(bytes);
+        Self {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl hyper::body::Body for SentBody {
+    type Data = <routes::Body as hyper::body::Body>::Data;
+    type Error = <routes::Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Connections closed since the last trim that make one worthwhile.
+const TRIM_AFTER_CLOSED: usize = 32;
+
+/// Hands memory freed by closed connections back to the system. glibc's allocator keeps what
+/// each worker thread's arena freed for reuse, so after a burst of connections (an HTTP/2 client
+/// holding streams, say) the process would stay at its peak size for good; `malloc_trim` returns
+/// the free pages. It runs at most once a second, and only after many connections closed.
+async fn trim_memory_after_connections_close(limit: Arc<Semaphore>, max_connections: usize) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut peak = 0;
+    loop {
+        ticker.tick().await;
+        let open = max_connections.saturating_sub(limit.available_permits());
+        peak = peak.max(open);
+        if peak - open >= TRIM_AFTER_CLOSED {
+            trim_free_memory();
+            peak = open;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_free_memory() {
+    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_free_memory() {}
 
 /// Resolves once the flag is true (the guard `wait_for` returns must not live across an await).
 async fn turned_true(flag: &mut watch::Receiver<bool>) {

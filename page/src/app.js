@@ -1,38 +1,37 @@
-// Binds the counter page's document to CounterClient (counter.js holds the behaviour).
-// Loaded as a module from /assets/ (no inline script: the page runs under a strict CSP).
+// Binds the counter page's document to CounterClient (counter.js holds the behaviour, view.js the
+// words). Loaded as a module from /assets/ (no inline script: the page runs under a strict CSP).
 import { CounterClient, newIdempotencyKey } from './counter.js';
+import { viewOf } from './view.js';
 
-const valueEl = document.getElementById('value');
-const mineEl = document.getElementById('mine');
+const label = document.getElementById('value-label');
+const value = document.getElementById('value');
 const button = document.getElementById('increment');
-const errorMessage = document.getElementById('error-message');
-const retryButton = document.getElementById('retry');
+const message = document.getElementById('message');
+const messageLong = message.querySelector('.long');
+const messageShort = message.querySelector('.short');
+const announcer = document.getElementById('announcer');
 const numberFormat = new Intl.NumberFormat();
+const format = (n) => numberFormat.format(n);
 
-// Only touch what changed: rewriting an aria-live region with the same text would make screen
-// readers announce it again.
+// Only touch what changed: rewriting a live region with the same text would make screen readers
+// say it again.
 function setText(element, text) {
   if (element.textContent !== text) element.textContent = text;
 }
 
 function render(state) {
-  if (state.value === null) {
-    setText(valueEl, state.error ? '—' : '…');
-  } else {
-    setText(valueEl, numberFormat.format(state.value));
-    valueEl.dataset.value = state.value.toString();
-  }
-  valueEl.setAttribute('aria-busy', String(state.value === null && !state.error));
-
-  setText(mineEl, state.mine === null ? '' : `Your click made it ${numberFormat.format(state.mine)}.`);
-
-  // aria-disabled rather than `disabled`: a disabled button drops keyboard focus mid-click.
-  button.setAttribute('aria-disabled', String(state.writing));
-  setText(button, state.writing ? 'Adding…' : 'Add one');
-
-  document.body.classList.toggle('has-error', state.error !== null);
-  setText(errorMessage, state.error === null ? '' : state.error.message);
-  retryButton.hidden = state.error === null;
+  const view = viewOf(state, format);
+  document.body.dataset.state = view.phase;
+  setText(label, view.label);
+  setText(value, view.value);
+  if (state.value !== null) value.dataset.value = state.value.toString();
+  value.setAttribute('aria-busy', String(view.loading));
+  button.setAttribute('aria-disabled', String(view.button.busy));
+  setText(button, view.button.text);
+  message.dataset.tone = view.message.tone;
+  setText(messageLong, view.message.long);
+  setText(messageShort, view.message.short);
+  setText(announcer, view.announcement);
 }
 
 const client = new CounterClient({
@@ -46,7 +45,6 @@ const client = new CounterClient({
 });
 
 button.addEventListener('click', () => client.increment());
-retryButton.addEventListener('click', () => client.retry());
 document.addEventListener('visibilitychange', () => client.setVisible(document.visibilityState === 'visible'));
 window.addEventListener('online', () => client.refresh());
 

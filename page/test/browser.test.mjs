@@ -1,7 +1,9 @@
-// The page in a real headless Chromium against the real origin (embedded store): it loads clean
-// under the CSP, shows the value, a click adds exactly one, and the error state comes and goes
-// with the origin. Time inside the page is Playwright's fake clock, so refreshes and retries
-// happen when the test says, not after real waits. Screenshots go to artifacts/.
+// The page in a real headless Chromium against the real origin (embedded store), stopped and
+// restarted: it loads clean under the CSP, a click adds exactly one, and each state — idle,
+// pending, success, error while the origin is down, the unconfirmed click once it is back, a
+// narrow screen — says one thing, offers one button and moves nothing on the page. Time inside the
+// page is Playwright's fake clock, so refreshes and retries happen when the test says, not after
+// real waits. A screenshot of each state goes to artifacts/page/.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,17 +11,31 @@ import { dirname, extname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { ANNOUNCE_INTERVAL_MS } from '../src/counter.js';
 import { OriginProcess, freeLoopbackPort } from './origin-process.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ORIGIN_BIN = process.env.ORIGIN_BIN ?? join(ROOT, 'target', 'debug', 'counter-origin');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTIFACTS = join(ROOT, 'artifacts');
+const SCREENSHOTS = join(ROOT, 'artifacts', 'page');
 const EDGE = JSON.parse(readFileSync(join(ROOT, 'edge', 'cloudfront.json'), 'utf8'));
 const CSP = EDGE.response_headers_policy.security_headers.content_security_policy.content_security_policy;
 const T0 = new Date('2026-01-01T12:00:00Z');
 const WAIT_MS = 15_000;
 const CLOCK_STEP_MS = 1_000;
+const WIDE = { width: 800, height: 600 };
+// A state of each phase with each problem it can carry, the largest count the store holds where a
+// number is said: every message the page has.
+const MAX = '9223372036854775807';
+const ALL_MESSAGES = [
+  { phase: 'confirmed', mine: MAX },
+  ...['network', 'busy', 'unavailable', 'invalid'].map((kind) => ({ phase: 'down', problem: { kind } })),
+  ...['network', 'busy', 'unavailable'].map((kind) => ({ phase: 'failed', problem: { kind } })),
+  { phase: 'unconfirmed' },
+  { phase: 'refused', problem: { kind: 'refused', status: 413 } },
+  { phase: 'refused', problem: { kind: 'invalid' } },
+].map((state) => ({ value: MAX, stale: true, mine: null, problem: null, ...state }));
+const NARROW = { width: 360, height: 640 };
 
 const CONTENT_TYPES = {
   '.js': 'text/javascript',
@@ -35,6 +51,10 @@ let page;
 const consoleErrors = [];
 const pageErrors = [];
 const posts = [];
+// Set by the tests of the outage, in order: the count when the origin stopped, and where the
+// POSTs of the click made during the outage begin.
+let countBeforeOutage;
+let outageClickFrom;
 
 const apiValue = async () => BigInt((await (await fetch(`${origin.baseUrl}/api/counter`)).json()).value);
 const shownValue = async () => BigInt(await page.locator('#value').getAttribute('data-value'));
@@ -60,6 +80,82 @@ async function advanceUntilRequest(method, limitMs = 120_000) {
   }
 }
 
+// What the page shows now, as a person sees it: displayed text only (innerText skips the message
+// form that CSS hides), and the buttons that are on screen.
+function shownNow() {
+  return page.evaluate(() => {
+    const message = document.getElementById('message');
+    return {
+      phase: document.body.dataset.state,
+      label: document.getElementById('value-label').innerText,
+      message: message.innerText.trim(),
+      tone: message.dataset.tone,
+      buttons: [...document.querySelectorAll('button')]
+        .filter((button) => button.checkVisibility())
+        .map((button) => ({ name: button.innerText, busy: button.getAttribute('aria-disabled') === 'true' })),
+    };
+  });
+}
+
+// Waits for `phase`, then holds the page to saying exactly `expected` with one button.
+async function expectState(phase, { label = 'Current count', message = '', tone = 'none', button = 'Add one', busy = false }) {
+  await page.locator(`body[data-state="${phase}"]`).waitFor({ state: 'attached', timeout: WAIT_MS });
+  assert.deepEqual(await shownNow(), { phase, label, message, tone, buttons: [{ name: button, busy }] });
+  assert.equal(await page.getByRole('button').count(), 1, 'one button in the accessibility tree');
+}
+
+// Where everything is: the same in every state of one viewport, or the page jumped.
+function layout() {
+  return page.evaluate(() => {
+    const box = (selector) => {
+      const { top, height } = document.querySelector(selector).getBoundingClientRect();
+      return { top, height };
+    };
+    const message = document.getElementById('message');
+    return {
+      heading: box('h1'),
+      label: box('#value-label'),
+      value: box('#value'),
+      button: { ...box('#increment'), width: document.getElementById('increment').getBoundingClientRect().width },
+      message: box('#message'),
+      messageFits: message.scrollHeight <= message.clientHeight,
+      noSideScroll: document.documentElement.scrollWidth <= window.innerWidth,
+    };
+  });
+}
+
+const layoutFor = new Map();
+async function expectNoJump() {
+  const { width } = page.viewportSize();
+  const now = await layout();
+  assert.ok(now.messageFits, 'the message fits the room kept for it');
+  assert.ok(now.noSideScroll, 'no sideways scrolling');
+  if (!layoutFor.has(width)) layoutFor.set(width, now);
+  assert.deepEqual(now, layoutFor.get(width), `nothing moved at ${width} px`);
+}
+
+async function screenshot(name) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  // Transitions finished: the picture shows the state, not the way into it.
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), animations: 'disabled' });
+}
+
+// Stops the origin and runs page time on to the next refresh, which fails.
+async function stopOriginAndRead() {
+  await origin.stop();
+  const failedRead = page.waitForEvent('requestfailed', { predicate: isApi('GET'), timeout: WAIT_MS });
+  await advanceUntilRequest('GET');
+  await failedRead;
+}
+
+// Starts the origin and runs page time on to the next refresh (after the backoff), which succeeds.
+async function startOriginAndRead() {
+  await origin.start();
+  const read = page.waitForResponse((r) => isApi('GET')(r.request()) && r.status() === 200, { timeout: WAIT_MS });
+  await advanceUntilRequest('GET');
+  await read;
+}
+
 describe('the page in Chromium against a running origin', () => {
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'counter-browser-'));
@@ -71,7 +167,7 @@ describe('the page in Chromium against a running origin', () => {
       chromiumSandbox: false, // CI runs as root, where Chromium's sandbox cannot start
       args: ['--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
+    const context = await browser.newContext({ viewport: WIDE });
     page = await context.newPage();
     page.on('console', (message) => {
       if (message.type() === 'error') consoleErrors.push(message.text());
@@ -122,25 +218,47 @@ describe('the page in Chromium against a running origin', () => {
     await read.arrayBuffer();
   });
 
-  it('loads with no console errors or CSP violations and shows the value', async () => {
+
+  it('idle: loads with no console errors or CSP violations, shows the value, says nothing', async () => {
     const before = await apiValue();
     await page.goto(`${origin.baseUrl}/`);
     await waitForShown(before);
+    await expectState('idle', {});
     assert.equal(await page.locator('#value').getAttribute('aria-busy'), 'false');
-    assert.equal(await page.getByRole('button', { name: 'Add one' }).count(), 1);
+    await expectNoJump();
+    await screenshot('1-idle');
     assert.deepEqual(await cspViolations(), []);
     assert.deepEqual(consoleErrors, []);
     assert.deepEqual(pageErrors, []);
   });
 
-  it("a click adds exactly one and shows the POST's own answer", async () => {
+  it('pending: one busy button while the click is in flight, then the click’s own number', async () => {
     const before = await shownValue();
+    let release;
+    const held = new Promise((resolve) => {
+      release = resolve;
+    });
+    // Holds the POST between the page and the origin, so the pending state lasts until looked at.
+    await page.route('**/api/counter', async (route) => {
+      if (route.request().method() === 'POST') await held;
+      await route.continue();
+    });
     await page.getByRole('button', { name: 'Add one' }).click();
+    await expectState('sending', { button: 'Adding…', busy: true });
+    await expectNoJump();
+    await screenshot('2-pending');
+    await page.keyboard.press('Enter'); // pressing again while pending sends nothing
+    assert.equal(posts.length, 1);
+
+    release();
+    await expectState('confirmed', { message: `Your click made it ${before + 1n}.`, tone: 'info' });
+    await page.unroute('**/api/counter');
     await waitForShown(before + 1n);
-    assert.match(await page.locator('#mine').textContent(), new RegExp(`${before + 1n}\\.$`));
     assert.equal(await apiValue(), before + 1n);
     assert.equal(posts.length, 1);
     assert.match(posts[0], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    await expectNoJump();
+    await screenshot('3-success');
   });
 
   it('works from the keyboard and keeps focus on the button', async () => {
@@ -153,14 +271,9 @@ describe('the page in Chromium against a running origin', () => {
     await waitForShown(before + 1n);
     await page.keyboard.press('Space');
     await waitForShown(before + 2n);
-    assert.equal(await page.locator('#increment').getAttribute('aria-disabled'), 'false');
+    await expectState('confirmed', { message: `Your click made it ${before + 2n}.`, tone: 'info' });
     assert.equal(await page.evaluate(() => document.activeElement.id), 'increment', 'focus stays');
     assert.equal(new Set(posts).size, posts.length, 'every click has its own key');
-  });
-
-  it('has no console errors or CSP violations while the origin is up (screenshot)', async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: join(ARTIFACTS, 'page.png') });
     assert.deepEqual(await cspViolations(), []);
     assert.deepEqual(consoleErrors, []);
     assert.deepEqual(pageErrors, []);
@@ -188,7 +301,7 @@ describe('the page in Chromium against a running origin', () => {
           label: contrast('--muted', '--bg'),
           button: contrast('--accent-fg', '--accent'),
           error: contrast('--error-fg', '--error-bg'),
-          retry: contrast('--fg', '--error-bg'),
+          notice: contrast('--fg', '--notice-bg'),
         };
       });
       for (const [pair, ratio] of Object.entries(ratios)) {
@@ -198,53 +311,155 @@ describe('the page in Chromium against a running origin', () => {
     await page.emulateMedia({ colorScheme: 'light' });
   });
 
-  it('shows an error when the origin stops and clears it by itself when it is back', async () => {
-    const shown = await shownValue();
-    await origin.stop();
-    const failedRead = page.waitForEvent('requestfailed', { predicate: isApi('GET'), timeout: WAIT_MS });
-    await advanceUntilRequest('GET'); // the next 5–10 s refresh
-    await failedRead;
-    await page.locator('#retry').waitFor({ state: 'visible', timeout: WAIT_MS });
-    assert.match(await page.locator('#error-message').textContent(), /can't reach/i);
-    assert.equal(await shownValue(), shown, 'the last value stays on screen');
-
-    await origin.start();
-    const read = page.waitForResponse((r) => isApi('GET')(r.request()) && r.status() === 200, { timeout: WAIT_MS });
-    await advanceUntilRequest('GET'); // the next read after the backoff
-    await read;
-    await page.locator('#retry').waitFor({ state: 'hidden', timeout: WAIT_MS });
-    assert.equal(await page.locator('#error-message').textContent(), '');
+  it('every message the page can say fits the room kept for it, wide and narrow', async () => {
+    const viewModule = /<link rel="modulepreload" href="(\/assets\/view\.[0-9a-f]+\.js)">/.exec(
+      readFileSync(join(ROOT, 'static', 'index.html'), 'utf8'),
+    )[1];
+    for (const viewport of [WIDE, NARROW]) {
+      await page.setViewportSize(viewport);
+      const overflowing = await page.evaluate(async ({ url, states }) => {
+        const { viewOf } = await import(url);
+        const format = (n) => new Intl.NumberFormat().format(n);
+        const message = document.getElementById('message');
+        const parts = [...message.children];
+        const saved = parts.map((part) => part.textContent);
+        const tone = message.dataset.tone;
+        const height = message.getBoundingClientRect().height;
+        const misfits = [];
+        for (const state of states) {
+          const big = (v) => (v === null ? null : BigInt(v));
+          const view = viewOf({ ...state, value: big(state.value), mine: big(state.mine), announced: null }, format);
+          message.dataset.tone = view.message.tone;
+          [parts[0].textContent, parts[1].textContent] = [view.message.long, view.message.short];
+          if (message.scrollHeight > message.clientHeight || message.getBoundingClientRect().height !== height) {
+            misfits.push(message.innerText);
+          }
+        }
+        parts.forEach((part, i) => {
+          part.textContent = saved[i];
+        });
+        message.dataset.tone = tone;
+        return misfits;
+      }, { url: viewModule, states: ALL_MESSAGES });
+      assert.deepEqual(overflowing, [], `${viewport.width} px: every message fits`);
+    }
+    await page.setViewportSize(WIDE);
   });
 
-  it('a click while the origin is down ends in an error; "Try again" counts it exactly once', async () => {
-    const before = await apiValue();
-    await origin.stop();
-    const firstPost = posts.length;
-    const failedPost = () => page.waitForEvent('requestfailed', { predicate: isApi('POST'), timeout: WAIT_MS });
+  it('a busy counter: the number follows every refresh, screen readers hear it at most every so often', async () => {
+    // The only live regions: the status message and the count announcer.
+    assert.equal(await page.getByRole('status').count(), 1);
+    assert.equal(await page.locator('[aria-live]').count(), 1);
+    await page.evaluate(() => {
+      window.__announced = [];
+      new MutationObserver(() => {
+        window.__announced.push({ at: Date.now(), text: document.getElementById('announcer').textContent });
+      }).observe(document.getElementById('announcer'), { childList: true, characterData: true, subtree: true });
+    });
+    const ownResult = (await shownNow()).message;
+    const start = await page.evaluate(() => Date.now());
+    const REFRESHES = 12;
+    for (let i = 0; i < REFRESHES; i += 1) {
+      // Someone else clicks; the page's next refresh shows it.
+      const other = await fetch(`${origin.baseUrl}/api/counter`, { method: 'POST', headers: { 'Idempotency-Key': crypto.randomUUID() } });
+      const value = BigInt((await other.json()).value);
+      const read = page.waitForResponse((r) => isApi('GET')(r.request()) && r.status() === 200, { timeout: WAIT_MS });
+      await advanceUntilRequest('GET');
+      await read;
+      await waitForShown(value);
+    }
+    const elapsed = (await page.evaluate(() => Date.now())) - start;
+    const announced = await page.evaluate(() => window.__announced);
+    assert.ok(announced.length >= 1, 'a change is announced');
+    assert.ok(
+      announced.length <= Math.floor(elapsed / ANNOUNCE_INTERVAL_MS) + 1,
+      `${announced.length} announcements in ${elapsed} ms of ${REFRESHES} refreshes`,
+    );
+    for (let i = 1; i < announced.length; i += 1) {
+      assert.ok(announced[i].at - announced[i - 1].at >= ANNOUNCE_INTERVAL_MS, 'spaced by the interval');
+    }
+    for (const { text } of announced) assert.match(text, /^The count is now [\d,]+\.$/);
+    await expectState('confirmed', { message: ownResult, tone: 'info' });
+  });
 
+  it('error while down: the success gives way to the error, the number is the last known', async () => {
+    const shown = await shownValue();
+    countBeforeOutage = await apiValue();
+    await stopOriginAndRead();
+    await expectState('down', {
+      label: 'Last known count',
+      message: "Can't reach the counter right now. The page keeps trying.",
+      tone: 'error',
+    });
+    assert.doesNotMatch(await page.locator('body').innerText(), /Your click made it/);
+    assert.equal(await shownValue(), shown, 'the last value stays on screen');
+    await expectNoJump();
+    await screenshot('4-error-down');
+  });
+
+  it('a click while down: pending, then one button that offers to send it again', async () => {
+    outageClickFrom = posts.length;
+    const failedPost = () => page.waitForEvent('requestfailed', { predicate: isApi('POST'), timeout: WAIT_MS });
     let failed = failedPost();
     await page.getByRole('button', { name: 'Add one' }).click();
     await failed;
-    assert.equal(await page.locator('#increment').getAttribute('aria-disabled'), 'true', 'busy while retrying');
+    await expectState('sending', { label: 'Last known count', button: 'Adding…', busy: true });
+    await expectNoJump();
+    await screenshot('5-pending-while-down');
     for (let retry = 1; retry < 3; retry += 1) {
       failed = failedPost();
       await advanceUntilRequest('POST'); // the automatic retry after ~1 s, then ~2 s
       await failed;
     }
-    await page.locator('#retry').waitFor({ state: 'visible', timeout: WAIT_MS });
-    assert.match(await page.locator('#error-message').textContent(), /may not have been counted/);
-    assert.equal(await page.locator('#increment').getAttribute('aria-disabled'), 'false');
-    await page.screenshot({ path: join(ARTIFACTS, 'page-error.png') });
+    await expectState('failed', {
+      label: 'Last known count',
+      message: "Can't reach the counter right now. Your click wasn't confirmed; sending it again won't count it twice.",
+      tone: 'error',
+      button: 'Send it again',
+    });
+    assert.equal(posts.length - outageClickFrom, 3);
+    await expectNoJump();
+    await screenshot('6-error-click');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await screenshot('6-error-click-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+  });
 
-    await origin.start();
-    await page.getByRole('button', { name: 'Try again' }).click();
-    await waitForShown(before + 1n);
-    await page.locator('#retry').waitFor({ state: 'hidden', timeout: WAIT_MS });
-    assert.equal(await apiValue(), before + 1n, 'counted once');
-    const keys = posts.slice(firstPost);
-    assert.ok(keys.length >= 4, `${keys.length} POSTs: three failed tries and the successful one`);
+  it('recovered: a successful read replaces the error with the unconfirmed click; sending it counts it once', async () => {
+    await startOriginAndRead();
+    await expectState('unconfirmed', {
+      message: "Your last click wasn't confirmed — send it again?",
+      tone: 'notice',
+      button: 'Send it again',
+    });
+    const value = await apiValue();
+    assert.equal(value, countBeforeOutage, 'the click did not reach the stopped origin');
+    assert.equal(await shownValue(), value, 'the number is current');
+    await expectNoJump();
+    await screenshot('7-recovered-unconfirmed');
+
+    await page.getByRole('button', { name: 'Send it again' }).click();
+    await expectState('confirmed', { message: `Your click made it ${value + 1n}.`, tone: 'info' });
+    assert.equal(await apiValue(), value + 1n, 'counted once');
+    const keys = posts.slice(outageClickFrom);
+    assert.equal(keys.length, 4, 'three failed tries and the one sent again');
     assert.equal(new Set(keys).size, 1, 'all with the same Idempotency-Key');
     assert.deepEqual(await cspViolations(), []);
     assert.deepEqual(pageErrors, []);
+  });
+
+  it('narrow screen: the short error text, in the same room; the error clears by itself', async () => {
+    await page.setViewportSize(NARROW);
+    await expectNoJump();
+    await stopOriginAndRead();
+    await expectState('down', { label: 'Last known count', message: "Can't reach the counter.", tone: 'error' });
+    assert.equal(await page.locator('#message .long').isVisible(), false);
+    await expectNoJump();
+    await screenshot('8-narrow-error');
+
+    await startOriginAndRead();
+    await expectState('idle', {});
+    await expectNoJump();
+    await page.setViewportSize(WIDE);
   });
 });

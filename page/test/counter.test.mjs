@@ -3,12 +3,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  ANNOUNCE_INTERVAL_MS,
   CounterClient,
   READ_BACKOFF_MAX_MS,
   REFRESH_JITTER_MS,
   REFRESH_MIN_MS,
   REQUEST_TIMEOUT_MS,
   WRITE_ATTEMPTS,
+  WRITE_RETRY_MAX_WAIT_MS,
   newIdempotencyKey,
   parseCounterBody,
   parseRetryAfter,
@@ -100,9 +102,21 @@ function counterApi(start = 0) {
   });
 }
 
+// What each phase may carry beside the value: a click's own answer only when confirmed, a
+// problem only in the phases that report one. Checked on every change in every test.
+const PHASES = ['loading', 'idle', 'sending', 'confirmed', 'down', 'failed', 'unconfirmed', 'refused'];
+function assertConsistent(state) {
+  assert.ok(PHASES.includes(state.phase), `known phase ${state.phase}`);
+  assert.equal(state.mine !== null, state.phase === 'confirmed', `mine only when confirmed (${state.phase})`);
+  assert.equal(state.problem !== null, ['down', 'failed', 'refused'].includes(state.phase), `problem only with an error (${state.phase})`);
+  if (['down', 'failed'].includes(state.phase)) assert.equal(state.stale, true, `${state.phase}: the value is the last known`);
+  if (state.phase === 'unconfirmed') assert.equal(state.stale, false);
+}
+
 function setup(api, { visible = true, random = () => 0.5 } = {}) {
   const clock = new FakeClock();
   let keys = 0;
+  const states = [];
   const client = new CounterClient({
     fetch: api.fetch,
     setTimeout: clock.setTimeout,
@@ -110,49 +124,42 @@ function setup(api, { visible = true, random = () => 0.5 } = {}) {
     now: () => clock.now,
     random,
     newKey: () => `key-${++keys}`,
-    onChange: () => {},
+    onChange: (state) => {
+      assertConsistent(state);
+      states.push({ ...state, at: clock.now });
+    },
   });
   client.start(visible);
-  return { client, clock };
+  return { client, clock, states };
 }
 
-describe('parsing', () => {
-  it('reads {"value": N} exactly, beyond 2^53', () => {
-    assert.equal(parseCounterBody('{"value": 42}'), 42n);
-    assert.equal(parseCounterBody('{"value":9223372036854775807}'), 9223372036854775807n);
-    assert.equal(parseCounterBody('{"value": 9007199254740993}'), 9007199254740993n);
-  });
+const postKeys = (api) => api.requests.filter((r) => r.method === 'POST').map((p) => p.key);
 
-  it('rejects what is not a non-negative integer value', () => {
-    for (const body of ['', 'null', '[]', '{}', '{"value":"1"}', '{"value":-1}', '{"value":1.5}', '{"value":1e3}', '{"error":"x"}']) {
-      assert.throws(() => parseCounterBody(body), `${body} is rejected`);
-    }
-  });
+// An API that can be switched down and up: down, every request fails to connect.
+function switchableApi(start = 0) {
+  const api = counterApi(start);
+  const up = api.respond;
+  api.down = () => {
+    api.respond = NETWORK_DOWN;
+  };
+  api.up = () => {
+    api.respond = up;
+  };
+  return api;
+}
 
-  it('Retry-After as seconds or an HTTP date', () => {
-    const now = Date.parse('2026-01-01T00:00:00Z');
-    assert.equal(parseRetryAfter('3', now), 3000);
-    assert.equal(parseRetryAfter('Thu, 01 Jan 2026 00:00:10 GMT', now), 10_000);
-    assert.equal(parseRetryAfter('Wed, 31 Dec 2025 00:00:00 GMT', now), 0);
-    assert.equal(parseRetryAfter(null, now), null);
-    assert.equal(parseRetryAfter('soon', now), null);
-  });
-
-  it('idempotency keys are version-4 UUIDs, also without crypto.randomUUID', () => {
-    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-    assert.match(newIdempotencyKey(globalThis.crypto), uuid);
-    const fallback = newIdempotencyKey({ getRandomValues: (a) => globalThis.crypto.getRandomValues(a) });
-    assert.match(fallback, uuid);
-    assert.notEqual(fallback, newIdempotencyKey({ getRandomValues: (a) => globalThis.crypto.getRandomValues(a) }));
-  });
-});
+// Runs page time on until the next timer has fired (a refresh or a retry).
+const nextTimer = (clock) => clock.advance(clock.pending[0]);
 
 describe('reading', () => {
   it('shows the value and revalidates with the server (no browser cache)', async () => {
     const api = counterApi(7);
     const { client, clock } = setup(api);
+    assert.equal(client.state.phase, 'loading');
     await clock.advance(0);
+    assert.equal(client.state.phase, 'idle');
     assert.equal(client.state.value, 7n);
+    assert.equal(client.state.stale, false);
     assert.equal(api.requests[0].cache, 'no-cache');
     assert.equal(api.requests[0].key, undefined, 'no idempotency key on reads');
     client.stop();
@@ -165,7 +172,7 @@ describe('reading', () => {
     await clock.advance(0);
     const shown = [client.state.value];
     for (let i = 0; i < 3; i += 1) {
-      await clock.advance(clock.pending[0]);
+      await nextTimer(clock);
       shown.push(client.state.value);
     }
     assert.deepEqual(shown, [10n, 10n, 12n, 12n]);
@@ -216,11 +223,11 @@ describe('reading', () => {
     const api = fakeApi(NETWORK_DOWN);
     const { client, clock } = setup(api, { random: () => 0.999 });
     await clock.advance(0);
-    assert.equal(client.state.error.source, 'read');
+    assert.equal(client.state.phase, 'down');
     const delays = [];
     for (let i = 0; i < 6; i += 1) {
       delays.push(clock.pending[0]);
-      await clock.advance(clock.pending[0]);
+      await nextTimer(clock);
     }
     assert.deepEqual(delays, [1, 2, 3, 4, 5, 6].map((n) => readBackoffDelay(n, () => 0.999)));
     assert.ok(delays.every((d, i) => i === 0 || d >= delays[i - 1]), 'non-decreasing');
@@ -232,7 +239,7 @@ describe('reading', () => {
 
     api.respond = () => reply(200, { value: 5 });
     await clock.advance(READ_BACKOFF_MAX_MS);
-    assert.equal(client.state.error, null, 'the error clears when the API is back');
+    assert.equal(client.state.phase, 'idle', 'the error clears when the API is back');
     assert.equal(client.state.value, 5n);
     assert.ok(clock.pending[0] <= REFRESH_MIN_MS + REFRESH_JITTER_MS, 'back to the normal rhythm');
     client.stop();
@@ -242,7 +249,7 @@ describe('reading', () => {
     const api = fakeApi(() => reply(503, { error: 'overloaded' }, { 'retry-after': '45' }));
     const { client, clock } = setup(api);
     await clock.advance(0);
-    assert.match(client.state.error.message, /busy/);
+    assert.deepEqual(client.state.problem, { kind: 'busy' });
     assert.ok(clock.pending[0] >= 45_000);
     client.stop();
   });
@@ -251,7 +258,192 @@ describe('reading', () => {
     const api = fakeApi(() => HANG);
     const { client, clock } = setup(api);
     await clock.advance(REQUEST_TIMEOUT_MS);
-    assert.equal(client.state.error.source, 'read');
+    assert.equal(client.state.phase, 'down');
+    assert.deepEqual(client.state.problem, { kind: 'network' });
+    client.stop();
+  });
+});
+
+// Every transition of `phase`, one test each; assertConsistent checks every state in between.
+describe('one state at a time', () => {
+  it('loading → down when the first read fails: no value, nothing to call last known', async () => {
+    const { client, clock } = setup(fakeApi(NETWORK_DOWN));
+    await clock.advance(0);
+    assert.equal(client.state.phase, 'down');
+    assert.equal(client.state.value, null);
+    client.stop();
+  });
+
+  it('idle → down → idle: the value becomes the last known, then current again', async () => {
+    const api = switchableApi(4);
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    api.down();
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'down');
+    assert.equal(client.state.stale, true);
+    assert.equal(client.state.value, 4n, 'the last value stays');
+    api.up();
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'idle');
+    assert.equal(client.state.stale, false);
+    assert.equal(client.state.problem, null);
+    client.stop();
+  });
+
+  it('idle → sending → confirmed, with the value the click produced', async () => {
+    const api = counterApi(7);
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    const click = client.increment();
+    assert.equal(client.state.phase, 'sending');
+    await click;
+    assert.equal(client.state.phase, 'confirmed');
+    assert.equal(client.state.mine, 8n);
+    client.stop();
+  });
+
+  it('confirmed stays while reads succeed, and gives way to down when they fail', async () => {
+    const api = switchableApi(7);
+    const { client, clock, states } = setup(api);
+    await clock.advance(0);
+    await client.increment();
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'confirmed', 'a read does not unsay the click');
+    api.down();
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'down', 'success and error are never said together');
+    assert.equal(client.state.mine, null);
+    assert.ok(states.every((s) => !(s.mine !== null && s.problem !== null)));
+    client.stop();
+  });
+
+  it('sending → failed after the automatic tries; the click keeps its key', async () => {
+    const api = switchableApi(0);
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    api.down();
+    const click = client.increment();
+    await clock.advance(60_000);
+    await click;
+    assert.equal(client.state.phase, 'failed');
+    assert.deepEqual(client.state.problem, { kind: 'network' });
+    assert.equal(client.state.stale, true);
+    assert.deepEqual(new Set(postKeys(api)), new Set(['key-1']));
+    assert.equal(postKeys(api).length, WRITE_ATTEMPTS);
+    client.stop();
+  });
+
+  it('failed → unconfirmed when reads succeed again: the error goes, the click is offered again', async () => {
+    const api = switchableApi(12);
+    const { client, clock, states } = setup(api);
+    await clock.advance(0);
+    api.down();
+    const click = client.increment();
+    await clock.advance(60_000);
+    await click;
+    assert.equal(client.state.phase, 'failed');
+    // Others click meanwhile; the next read after the backoff shows their count.
+    api.up();
+    await api.fetch('/api/counter', { method: 'POST', headers: { 'Idempotency-Key': 'other-1' } });
+    await api.fetch('/api/counter', { method: 'POST', headers: { 'Idempotency-Key': 'other-2' } });
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'unconfirmed');
+    assert.equal(client.state.problem, null, 'no error beside the new count');
+    assert.equal(client.state.value, 14n);
+    assert.equal(client.state.stale, false);
+    const updatesWhileFailed = states.filter((s) => s.phase === 'failed' && s.value === 14n);
+    assert.deepEqual(updatesWhileFailed, [], 'never a fresh count under the error');
+
+    await client.increment();
+    assert.equal(client.state.phase, 'confirmed');
+    assert.equal(client.state.mine, 15n, 'counted once, now');
+    assert.deepEqual(new Set(postKeys(api).filter((k) => k.startsWith('key-'))), new Set(['key-1']));
+    client.stop();
+  });
+
+  it('unconfirmed → failed when the API fails again', async () => {
+    const api = switchableApi(0);
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    api.down();
+    const click = client.increment();
+    await clock.advance(60_000);
+    await click;
+    api.up();
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'unconfirmed');
+    api.down();
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'failed');
+    client.stop();
+  });
+
+  it('reads while a click is in flight change only the value and whether it is last known', async () => {
+    const api = counterApi(3);
+    const counter = api.respond;
+    api.respond = (request) => (request.method === 'POST' ? HANG : counter(request));
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    client.increment();
+    await nextTimer(clock); // a refresh succeeds during the click
+    assert.equal(client.state.phase, 'sending');
+    api.respond = (request) => (request.method === 'POST' ? HANG : NETWORK_DOWN());
+    await clock.advance(REFRESH_MIN_MS + REFRESH_JITTER_MS - 1);
+    assert.equal(client.state.phase, 'sending', 'a failed read does not end the click');
+    assert.equal(client.state.stale, true);
+    assert.equal(client.state.problem, null);
+    client.stop();
+  });
+
+  it('down → sending → confirmed: a click that gets through ends the outage', async () => {
+    const api = switchableApi(2);
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    api.down();
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'down');
+    api.up();
+    await client.increment();
+    assert.equal(client.state.phase, 'confirmed');
+    assert.equal(client.state.stale, false);
+    client.stop();
+  });
+
+  it('refused: not retried, stays while reads succeed, and the next press is a new click', async () => {
+    const api = fakeApi((request) => (request.method === 'GET' ? reply(200, { value: 0 }) : reply(400, { error: 'bad key' })));
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    await client.increment();
+    assert.equal(api.count('POST'), 1);
+    assert.equal(client.state.phase, 'refused');
+    assert.deepEqual(client.state.problem, { kind: 'refused', status: 400 });
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'refused');
+    await client.increment();
+    assert.deepEqual(postKeys(api), ['key-1', 'key-2']);
+    client.stop();
+  });
+
+  it('a click answered with nonsense is refused, not re-sent', async () => {
+    const api = fakeApi((request) => (request.method === 'GET' ? reply(200, { value: 0 }) : reply(200, 'not json')));
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    await client.increment();
+    assert.equal(client.state.phase, 'refused');
+    assert.deepEqual(client.state.problem, { kind: 'invalid' });
+    assert.equal(api.count('POST'), 1);
+    client.stop();
+  });
+
+  it('refused → down when reads fail', async () => {
+    const api = fakeApi((request) => (request.method === 'GET' ? reply(200, { value: 0 }) : reply(400, {})));
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    await client.increment();
+    api.respond = NETWORK_DOWN;
+    await nextTimer(clock);
+    assert.equal(client.state.phase, 'down');
     client.stop();
   });
 });
@@ -275,9 +467,8 @@ describe('clicking', () => {
     await client.increment();
     await client.increment();
     assert.equal(client.state.value, 7n);
-    const posts = api.requests.filter((r) => r.method === 'POST');
-    assert.deepEqual(posts.map((p) => p.key), ['key-1', 'key-2']);
-    assert.ok(posts.every((p) => p.cache === 'no-store'));
+    assert.deepEqual(postKeys(api), ['key-1', 'key-2']);
+    assert.ok(api.requests.filter((r) => r.method === 'POST').every((p) => p.cache === 'no-store'));
     client.stop();
   });
 
@@ -286,16 +477,17 @@ describe('clicking', () => {
     const { client, clock } = setup(api);
     await clock.advance(0);
     const click = client.increment();
-    assert.equal(client.state.writing, true);
+    assert.equal(client.state.phase, 'sending');
     client.increment();
     client.increment();
     await clock.advance(REQUEST_TIMEOUT_MS - 1);
-    assert.equal(client.state.writing, true);
+    assert.equal(client.state.phase, 'sending');
     assert.equal(api.count('POST'), 1, 'presses while in flight send nothing');
     // Each try times out; after the last one the button is free again.
     await clock.advance(WRITE_ATTEMPTS * REQUEST_TIMEOUT_MS + 10_000);
     await click;
-    assert.equal(client.state.writing, false);
+    // Reads still succeed here, so the failed click is already offered again.
+    assert.equal(client.state.phase, 'unconfirmed');
     assert.equal(api.count('POST'), WRITE_ATTEMPTS);
     client.stop();
   });
@@ -310,43 +502,14 @@ describe('clicking', () => {
     const click = client.increment();
     await clock.advance(10_000);
     await click;
-    const posts = api.requests.filter((r) => r.method === 'POST');
-    assert.equal(posts.length, 3);
-    assert.deepEqual(new Set(posts.map((p) => p.key)), new Set(['key-1']));
+    assert.equal(postKeys(api).length, 3);
+    assert.deepEqual(new Set(postKeys(api)), new Set(['key-1']));
     assert.equal(client.state.value, 1n);
-    assert.equal(client.state.error, null);
+    assert.equal(client.state.phase, 'confirmed');
     client.stop();
   });
 
-  it(`gives up after ${WRITE_ATTEMPTS} tries; pressing again re-sends the same click`, async () => {
-    const api = counterApi(0);
-    const up = api.respond;
-    api.respond = (request) => (request.method === 'POST' ? NETWORK_DOWN() : up(request));
-    const { client, clock } = setup(api);
-    await clock.advance(0);
-    const click = client.increment();
-    await clock.advance(60_000);
-    await click;
-    assert.equal(api.count('POST'), WRITE_ATTEMPTS);
-    assert.equal(client.state.writing, false);
-    assert.equal(client.state.error.source, 'write');
-    assert.match(client.state.error.message, /will not count it twice/);
-
-    // A read succeeding does not hide that the click has not gone through.
-    await clock.advance(REFRESH_MIN_MS + REFRESH_JITTER_MS);
-    assert.equal(client.state.error?.source, 'write');
-
-    api.respond = up;
-    await client.increment();
-    const keys = api.requests.filter((r) => r.method === 'POST').map((p) => p.key);
-    assert.deepEqual(new Set(keys), new Set(['key-1']), 'the same click, not a second one');
-    assert.equal(client.state.value, 1n);
-    assert.equal(client.state.mine, 1n);
-    assert.equal(client.state.error, null);
-    client.stop();
-  });
-
-  it("a failing read does not replace a failed click's message", async () => {
+  it('a failing read does not replace a failed click', async () => {
     const api = fakeApi(NETWORK_DOWN);
     const { client, clock } = setup(api);
     await clock.advance(0);
@@ -356,50 +519,18 @@ describe('clicking', () => {
     const reads = api.count('GET');
     await clock.advance(READ_BACKOFF_MAX_MS);
     assert.ok(api.count('GET') > reads, 'reads went on failing');
-    assert.equal(client.state.error.source, 'write');
-    assert.match(client.state.error.message, /not count it twice/);
-    client.stop();
-  });
-
-  it('"Try again" re-sends a failed click and reads again', async () => {
-    const api = counterApi(0);
-    const up = api.respond;
-    api.respond = () => NETWORK_DOWN();
-    const { client, clock } = setup(api);
-    const click = client.increment();
-    await clock.advance(60_000);
-    await click;
-    api.respond = up;
-    const gets = api.count('GET');
-    client.retry();
-    await clock.advance(0);
-    assert.equal(api.count('GET'), gets + 1);
-    assert.equal(client.state.value, 1n);
-    assert.equal(client.state.error, null);
-    assert.deepEqual(new Set(api.requests.filter((r) => r.method === 'POST').map((p) => p.key)), new Set(['key-1']));
-    client.stop();
-  });
-
-  it('a refused click (4xx) is not retried, and the next press is a new click', async () => {
-    const api = fakeApi((request) => (request.method === 'GET' ? reply(200, { value: 0 }) : reply(400, { error: 'bad key' })));
-    const { client, clock } = setup(api);
-    await clock.advance(0);
-    await client.increment();
-    assert.equal(api.count('POST'), 1);
-    assert.match(client.state.error.message, /HTTP 400/);
-    await client.increment();
-    assert.deepEqual(api.requests.filter((r) => r.method === 'POST').map((p) => p.key), ['key-1', 'key-2']);
+    assert.equal(client.state.phase, 'failed');
     client.stop();
   });
 
   it('a long Retry-After is not waited out with the button busy', async () => {
-    const api = fakeApi((request) => (request.method === 'GET' ? reply(200, { value: 0 }) : reply(503, {}, { 'retry-after': '120' })));
+    const api = fakeApi((request) => (request.method === 'GET' ? reply(200, { value: 0 }) : reply(503, {}, { 'retry-after': String(WRITE_RETRY_MAX_WAIT_MS / 1000 + 1) })));
     const { client, clock } = setup(api);
     await clock.advance(0);
     await client.increment();
     assert.equal(api.count('POST'), 1);
-    assert.equal(client.state.writing, false);
-    assert.equal(client.state.error.source, 'write');
+    assert.equal(client.state.phase, 'failed');
+    assert.deepEqual(client.state.problem, { kind: 'busy' });
     client.stop();
   });
 
@@ -409,13 +540,99 @@ describe('clicking', () => {
     api.respond = (request) => (request.method === 'GET' ? NETWORK_DOWN() : up(request));
     const { client, clock } = setup(api, { random: () => 0.999 });
     await clock.advance(0);
-    await clock.advance(clock.pending[0]);
-    await clock.advance(clock.pending[0]);
+    await nextTimer(clock);
+    await nextTimer(clock);
     assert.ok(clock.pending[0] > REFRESH_MIN_MS + REFRESH_JITTER_MS, 'in backoff');
     api.respond = up;
     await client.increment();
-    assert.equal(client.state.error, null);
+    assert.equal(client.state.phase, 'confirmed');
     assert.ok(clock.pending[0] <= REFRESH_MIN_MS + REFRESH_JITTER_MS, 'normal rhythm again');
+    client.stop();
+  });
+});
+
+describe('announcing the count', () => {
+  // A counter others click between every two refreshes.
+  function busyApi(start = 100) {
+    const api = counterApi(start);
+    const counter = api.respond;
+    let others = 0;
+    api.respond = (request) => {
+      if (request.method === 'GET') counter({ method: 'POST', key: `other-${++others}` });
+      return counter(request);
+    };
+    return api;
+  }
+
+  const announcements = (states) => {
+    const said = [];
+    for (const state of states) {
+      if (state.announced !== null && state.announced !== said.at(-1)?.value) said.push({ value: state.announced, at: state.at });
+    }
+    return said;
+  };
+
+  it('the first count is on the page already: not announced', async () => {
+    const { client, clock } = setup(counterApi(3));
+    await clock.advance(ANNOUNCE_INTERVAL_MS * 3);
+    assert.equal(client.state.announced, null);
+    client.stop();
+  });
+
+  it('a busy counter is announced at most every ANNOUNCE_INTERVAL_MS, not on every refresh', async () => {
+    const api = busyApi();
+    const { client, clock, states } = setup(api, { random: Math.random });
+    await clock.advance(10 * 60_000);
+    const shownValues = new Set(states.map((s) => s.value));
+    const said = announcements(states);
+    assert.ok(shownValues.size >= 60, `the number moved on every refresh (${shownValues.size} values)`);
+    assert.ok(said.length >= 10 && said.length <= (10 * 60_000) / ANNOUNCE_INTERVAL_MS, `${said.length} announcements in 10 minutes`);
+    for (let i = 1; i < said.length; i += 1) {
+      assert.ok(said[i].at - said[i - 1].at >= ANNOUNCE_INTERVAL_MS, `announcement ${i} came ${said[i].at - said[i - 1].at} ms after the one before`);
+    }
+    client.stop();
+  });
+
+  it('a single change is announced once the interval has passed, not lost', async () => {
+    const api = counterApi(1);
+    const { client, clock } = setup(api);
+    await clock.advance(0);
+    await api.fetch('/api/counter', { method: 'POST', headers: { 'Idempotency-Key': 'other' } });
+    await nextTimer(clock);
+    assert.equal(client.state.value, 2n);
+    assert.equal(client.state.announced, null, 'too soon after the page showed 1');
+    await clock.advance(ANNOUNCE_INTERVAL_MS);
+    assert.equal(client.state.announced, 2n);
+    client.stop();
+  });
+
+  it("the person's own click is said by the message, not repeated as a count", async () => {
+    const api = counterApi(1);
+    const { client, clock } = setup(api);
+    await clock.advance(ANNOUNCE_INTERVAL_MS);
+    await client.increment();
+    await clock.advance(ANNOUNCE_INTERVAL_MS * 2);
+    assert.equal(client.state.phase, 'confirmed');
+    assert.equal(client.state.announced, null, 'the count is what the click made it');
+    client.stop();
+  });
+
+  it('quiet while a click is in flight and when the message changes', async () => {
+    const api = busyApi();
+    const counter = api.respond;
+    const { client, clock, states } = setup(api);
+    await clock.advance(ANNOUNCE_INTERVAL_MS * 2);
+    const before = announcements(states).length;
+    api.respond = (request) => (request.method === 'POST' ? HANG : counter(request));
+    client.increment();
+    await clock.advance(REQUEST_TIMEOUT_MS - 1); // a refresh brings news while the click waits
+    assert.equal(client.state.phase, 'sending');
+    assert.equal(announcements(states).length, before, 'nothing said over the pending click');
+    // The click fails (reads still work), so the next refresh brings a new message.
+    await clock.advance(60_000);
+    assert.equal(client.state.phase, 'unconfirmed');
+    const entered = states.find((s) => s.phase === 'unconfirmed');
+    assert.equal(entered.announced, states[states.indexOf(entered) - 1].announced, 'the message speaks alone');
     client.stop();
   });
 });

@@ -21,9 +21,11 @@ resource "random_password" "origin_verify" {
 resource "aws_secretsmanager_secret" "origin_verify" {
   #checkov:skip=CKV2_AWS_57:Rotated by Terraform through the two-slot scheme (origin_verify_secret_versions), not by a Lambda.
   #checkov:skip=CKV_AWS_149:The AWS-managed key suffices: the same value is in the CloudFront configuration and the Terraform state (KMS-encrypted bucket).
-  name                    = "${local.name}/origin-verify"
-  description             = "X-Origin-Verify header values (slots a/b) that CloudFront sends and the ALB requires"
-  recovery_window_in_days = 7
+  name        = "${local.name}/origin-verify"
+  description = "X-Origin-Verify header values (slots a/b) that CloudFront sends and the ALB requires"
+  # 0 (delete at once) only for scripts/teardown.sh: a 7-day window would keep the name taken and
+  # make the next deployment in this account fail to create it.
+  recovery_window_in_days = var.teardown ? 0 : 7
 }
 
 resource "aws_secretsmanager_secret_version" "origin_verify" {
@@ -87,6 +89,7 @@ resource "aws_vpc_security_group_ingress_rule" "origin_from_alb" {
 # ---------------------------------------------------------------------------------------------
 
 resource "aws_lb" "this" {
+  #checkov:skip=CKV_AWS_150:On by default (alb_deletion_protection true, teardown false); checkov cannot evaluate the expression, terraform/tests asserts it.
   #checkov:skip=CKV2_AWS_28:The WAF sits on CloudFront, the only client this ALB admits (prefix list + secret header).
   name                       = local.name
   load_balancer_type         = "application"
@@ -94,19 +97,18 @@ resource "aws_lb" "this" {
   security_groups            = [aws_security_group.alb.id]
   subnets                    = local.infra.public_subnet_ids
   drop_invalid_header_fields = true
-  enable_deletion_protection = var.alb_deletion_protection
+  enable_deletion_protection = var.alb_deletion_protection && !var.teardown
 
   # NOTE: 60 s, below the origin's KEEPALIVE_IDLE_TIMEOUT_S (75 s): the origin never closes a
   # connection the ALB still considers reusable. CloudFront's origin keep-alive is below this one.
   idle_timeout = 60
 
+  # The module's output waits for the bucket policy: the ALB checks it may write there on creation.
   access_logs {
-    bucket  = aws_s3_bucket.logs.id
+    bucket  = module.logs_bucket.bucket
     prefix  = "alb"
     enabled = true
   }
-
-  depends_on = [aws_s3_bucket_policy.logs]
 }
 
 resource "aws_lb_target_group" "origin" {

@@ -5,7 +5,10 @@
 # the ALB (only reachable from CloudFront: origin-facing prefix list + secret header), its
 # listener, target group and security groups; CloudFront with the cache policies, origin request
 # policies, response headers policy and functions read from edge/ (the one source of truth the
-# edge tests assert on); the optional WAF rate limit; the access-log bucket.
+# edge tests assert on); the optional WAF rate limit; the access-log bucket; the workloads' Pod
+# Identity roles (origin: rds-db:connect as counter_app; migrate: the master secret; Alertmanager:
+# the alerts topic; Grafana: CloudWatch read-only); the alerts topic with the edge 5xx alarm and a
+# Route 53 probe of the public URL.
 #
 # Kubernetes binds the origin pods to the target group with a TargetGroupBinding (manifests/), so
 # the ALB exists at plan time and CloudFront can point at it: no ALB created by an Ingress, no

@@ -57,3 +57,23 @@ output "logs_bucket" {
   description = "Bucket holding ALB (alb/) and CloudFront (cloudfront/) access logs."
   value       = aws_s3_bucket.logs.id
 }
+
+output "alerts_topic_arn" {
+  description = "SNS topic for page and ticket alerts (Alertmanager sns_configs, CloudWatch alarms); subscribe the on-call integration to it."
+  value       = aws_sns_topic.alerts.arn
+}
+
+output "heartbeat_topic_arn" {
+  description = "SNS topic Alertmanager publishes the Watchdog to; its silence for 15 minutes raises the heartbeat alarm."
+  value       = aws_sns_topic.heartbeat.arn
+}
+
+output "alerts_topic_region" {
+  description = "Region of the alerts topic (us-east-1, where CloudFront and Route 53 metrics live): Alertmanager's sigv4 region."
+  value       = "us-east-1"
+}
+
+output "pod_identity_role_arns" {
+  description = "Pod Identity roles by workload (origin, migrate, alertmanager, grafana); the associations bind them, no annotation needed."
+  value       = { for key, role in aws_iam_role.pod_identity : key => role.arn }
+}

@@ -95,8 +95,8 @@ variable "waf_rate_limit" {
   default     = 2000
 
   validation {
-    condition     = var.waf_rate_limit == null ? true : var.waf_rate_limit >= 100
-    error_message = "AWS WAF rate-based rules need a limit of at least 100."
+    condition     = var.waf_rate_limit == null ? true : var.waf_rate_limit >= 10
+    error_message = "AWS WAF rate-based rules need a limit of at least 10 requests per evaluation window."
   }
 }
 
@@ -147,4 +147,40 @@ variable "cluster_autoscaler_chart_version" {
   description = "Exact version of the kubernetes/autoscaler cluster-autoscaler chart; its app minor version must match the cluster's Kubernetes minor (9.46.x ships 1.32)."
   type        = string
   default     = "9.46.6"
+}
+
+variable "teardown" {
+  description = "Set only by scripts/teardown.sh before a destroy: turns off the ALB's deletion protection, lets destroy empty the versioned log bucket and deletes the origin-verify secret without a recovery window."
+  type        = bool
+  default     = false
+}
+
+variable "db_app_role" {
+  description = "PostgreSQL role the origin signs in as with IAM authentication (DATABASE_APP_ROLE; created by `counter-origin migrate`)."
+  type        = string
+  default     = "counter_app"
+}
+
+variable "alerts_email" {
+  description = "E-mail address subscribed to the alerts topic (AWS sends a confirmation mail first). Null: no subscription; subscribe a pager or chat integration yourself."
+  type        = string
+  default     = null
+}
+
+variable "edge_5xx_alarm_percent" {
+  description = "CloudFront 5xxErrorRate (percent of viewer requests) above which the edge alarm fires, when at least edge_alarm_min_requests arrive per minute."
+  type        = number
+  default     = 5
+}
+
+variable "edge_alarm_min_requests" {
+  description = "Requests per minute below which the edge 5xx alarm stays quiet: one failed request in a quiet minute is not an outage."
+  type        = number
+  default     = 20
+}
+
+variable "probe_path" {
+  description = "Path the Route 53 health check requests through CloudFront every 30 s; it must reach the origin (GET /api/counter is cached for about a second only)."
+  type        = string
+  default     = "/api/counter"
 }

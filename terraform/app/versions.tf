@@ -5,7 +5,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = "6.32.1"
+      version = "6.25.0"
     }
     helm = {
       source  = "hashicorp/helm"

@@ -81,6 +81,14 @@ data "aws_iam_policy_document" "plan" {
     resources = ["${aws_s3_bucket.state.arn}/*.tflock"]
   }
 
+  # terraform-apply.yml's plan job saves the plan under plans/<run id>/ for the approved apply job,
+  # which checks its SHA-256 against the plan job's output before applying it.
+  statement {
+    sid       = "SavePlans"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.state.arn}/plans/*"]
+  }
+
   statement {
     sid       = "UseStateKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -282,11 +290,17 @@ data "aws_iam_policy_document" "workload_boundary" {
       "eks:*",
       "eks-auth:*",
       "elasticloadbalancing:*",
+      "kms:Decrypt",
+      "kms:GenerateDataKey",
       "logs:*",
+      "rds-db:connect",
+      "secretsmanager:GetSecretValue",
+      "sns:Publish",
       "ssm:*",
       "ssmmessages:*",
       "sts:AssumeRole",
       "sts:TagSession",
+      "tag:GetResources",
       "xray:*",
     ]
     resources = ["*"]

@@ -5,6 +5,9 @@ resource "aws_ecr_repository" "origin" {
   name                 = var.ecr_repository_name
   image_tag_mutability = "IMMUTABLE"
 
+  # Only scripts/teardown.sh sets var.teardown: then destroy deletes the images with the repository.
+  force_delete = var.teardown
+
   image_scanning_configuration {
     scan_on_push = true
   }
@@ -16,7 +19,9 @@ resource "aws_ecr_repository" "origin" {
 }
 
 # NOTE: no rule for untagged images: the per-architecture manifests of a multi-arch image are
-# untagged children of the tagged index, and expiring them would break pulls of that arch.
+# untagged children of the tagged index, and expiring them would break pulls of that arch. The
+# release builds without attestation manifests (release.yml: provenance/sbom false), so nothing
+# untagged accumulates besides those children.
 resource "aws_ecr_lifecycle_policy" "origin" {
   repository = aws_ecr_repository.origin.name
 

@@ -54,7 +54,11 @@ resource "aws_eks_access_policy_association" "this" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Managed node group: Graviton t4g, AL2023 ARM64, private subnets in every AZ.
+# Managed node groups: Graviton t4g, AL2023 ARM64, one group per AZ. The origin spreads its pods
+# across zones with a hard constraint (DoNotSchedule); a single group spanning three AZs lets the
+# Cluster Autoscaler add a node in any zone, so a pending pod that needs zone B can wait forever.
+# One group per zone lets it pick the group (zone) the pod needs; balance-similar-node-groups
+# (terraform/app/helm.tf) keeps the groups level.
 # ---------------------------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "node_trust" {
@@ -143,10 +147,12 @@ resource "aws_launch_template" "node" {
 }
 
 resource "aws_eks_node_group" "this" {
+  for_each = aws_subnet.private
+
   cluster_name    = data.aws_eks_cluster.this.name
-  node_group_name = "${local.name}-arm64"
+  node_group_name = "${local.name}-arm64-${each.key}"
   node_role_arn   = aws_iam_role.node.arn
-  subnet_ids      = [for s in aws_subnet.private : s.id]
+  subnet_ids      = [each.value.id]
   ami_type        = "AL2023_ARM_64_STANDARD"
   capacity_type   = "ON_DEMAND"
   instance_types  = var.node_instance_types
@@ -156,6 +162,7 @@ resource "aws_eks_node_group" "this" {
     version = aws_launch_template.node.latest_version
   }
 
+  # Bounds per zone.
   scaling_config {
     min_size     = var.node_group_scaling.min_size
     desired_size = var.node_group_scaling.desired_size
@@ -190,7 +197,26 @@ resource "aws_eks_node_group" "this" {
 
 locals {
   addons_before_nodes = toset(["vpc-cni", "kube-proxy", "eks-pod-identity-agent"])
-  addons_after_nodes  = toset(["coredns", "metrics-server", "amazon-cloudwatch-observability"])
+  addons_after_nodes  = toset(["coredns", "metrics-server", "amazon-cloudwatch-observability", "aws-ebs-csi-driver"])
+
+  # Configuration values per add-on (JSON, validated by EKS against the add-on's schema).
+  # vpc-cni enforces Kubernetes NetworkPolicies only with its network policy agent turned on; the
+  # manifests rely on NetworkPolicies for the origin and the collector.
+  addon_configuration = {
+    vpc-cni = jsonencode({ enableNetworkPolicy = "true" })
+  }
+
+  # Add-ons whose controller calls AWS: their service account gets a role through Pod Identity.
+  addon_pod_identity = {
+    amazon-cloudwatch-observability = {
+      service_account = "cloudwatch-agent"
+      role_arn        = aws_iam_role.pod_identity["cloudwatch-observability"].arn
+    }
+    aws-ebs-csi-driver = {
+      service_account = "ebs-csi-controller-sa"
+      role_arn        = aws_iam_role.pod_identity["ebs-csi-driver"].arn
+    }
+  }
 }
 
 data "aws_eks_addon_version" "this" {
@@ -207,6 +233,7 @@ resource "aws_eks_addon" "before_nodes" {
   cluster_name                = data.aws_eks_cluster.this.name
   addon_name                  = each.key
   addon_version               = lookup(var.addon_versions, each.key, data.aws_eks_addon_version.this[each.key].version)
+  configuration_values        = lookup(local.addon_configuration, each.key, null)
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "OVERWRITE"
 }
@@ -217,27 +244,42 @@ resource "aws_eks_addon" "after_nodes" {
   cluster_name                = data.aws_eks_cluster.this.name
   addon_name                  = each.key
   addon_version               = lookup(var.addon_versions, each.key, data.aws_eks_addon_version.this[each.key].version)
+  configuration_values        = lookup(local.addon_configuration, each.key, null)
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "OVERWRITE"
 
-  # The CloudWatch agent and Fluent Bit get their role through Pod Identity (no node permissions).
   dynamic "pod_identity_association" {
-    for_each = each.key == "amazon-cloudwatch-observability" ? [1] : []
+    for_each = contains(keys(local.addon_pod_identity), each.key) ? [local.addon_pod_identity[each.key]] : []
 
     content {
-      service_account = "cloudwatch-agent"
-      role_arn        = aws_iam_role.cloudwatch_observability.arn
+      service_account = pod_identity_association.value.service_account
+      role_arn        = pod_identity_association.value.role_arn
     }
   }
 
   depends_on = [
     aws_eks_node_group.this,
     aws_eks_addon.before_nodes,
+    aws_cloudwatch_log_group.container_insights,
   ]
 }
 
-# Pod Identity trust: the EKS pods service, only on behalf of this account's cluster.
-data "aws_iam_policy_document" "cloudwatch_observability_trust" {
+# ---------------------------------------------------------------------------------------------
+# Pod Identity roles of the add-ons. Trust: the EKS pods service, only on behalf of this
+# account's cluster (the association names the namespace and service account).
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  addon_roles = {
+    # Container Insights metrics and Fluent Bit logs to CloudWatch.
+    cloudwatch-observability = "arn:${local.partition}:iam::aws:policy/CloudWatchAgentServerPolicy"
+    # Create, attach, snapshot and delete EBS volumes for PersistentVolumeClaims (Prometheus,
+    # Alertmanager, Grafana). Encrypted gp3 with the account's aws/ebs key needs no KMS grant.
+    ebs-csi-driver = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+  }
+}
+
+data "aws_iam_policy_document" "pod_identity_trust" {
   statement {
     actions = ["sts:AssumeRole", "sts:TagSession"]
 
@@ -260,14 +302,56 @@ data "aws_iam_policy_document" "cloudwatch_observability_trust" {
   }
 }
 
-resource "aws_iam_role" "cloudwatch_observability" {
-  name                 = "${local.name}-cloudwatch-observability"
+resource "aws_iam_role" "pod_identity" {
+  for_each = local.addon_roles
+
+  name                 = "${local.name}-${each.key}"
   path                 = local.iam_path
   permissions_boundary = local.permissions_boundary
-  assume_role_policy   = data.aws_iam_policy_document.cloudwatch_observability_trust.json
+  assume_role_policy   = data.aws_iam_policy_document.pod_identity_trust.json
 }
 
-resource "aws_iam_role_policy_attachment" "cloudwatch_observability" {
-  role       = aws_iam_role.cloudwatch_observability.name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/CloudWatchAgentServerPolicy"
+resource "aws_iam_role_policy_attachment" "pod_identity" {
+  for_each = local.addon_roles
+
+  role       = aws_iam_role.pod_identity[each.key].name
+  policy_arn = each.value
+}
+
+# The CloudWatch observability add-on creates these groups without a retention (kept forever);
+# created here first, with one.
+resource "aws_cloudwatch_log_group" "container_insights" {
+  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts at rest with a service key; container logs of this service carry no credentials (the origin logs none).
+  #checkov:skip=CKV_AWS_338:30 days covers incident analysis; a year of container logs is cost without a consumer.
+  for_each = toset(["application", "dataplane", "host", "performance"])
+
+  name              = "/aws/containerinsights/${data.aws_eks_cluster.this.name}/${each.key}"
+  retention_in_days = var.log_retention_days
+}
+
+# Addresses before the add-on roles shared one map.
+moved {
+  from = aws_iam_role.cloudwatch_observability
+  to   = aws_iam_role.pod_identity["cloudwatch-observability"]
+}
+
+moved {
+  from = aws_iam_role_policy_attachment.cloudwatch_observability
+  to   = aws_iam_role_policy_attachment.pod_identity["cloudwatch-observability"]
+}
+
+# EKS creates its control-plane log group itself when the cluster is made with logging on (the
+# console settings, terraform/README.md step 3), without a retention. Adopt it and give it one.
+# NOTE: the import fails plainly ("Cannot import non-existent remote object") if the cluster was
+# created without control-plane logging: turn logging on in the console first.
+import {
+  to = aws_cloudwatch_log_group.control_plane
+  id = "/aws/eks/${var.cluster_name}/cluster"
+}
+
+resource "aws_cloudwatch_log_group" "control_plane" {
+  #checkov:skip=CKV_AWS_158:EKS writes this group with the CloudWatch service key; the audit log carries no credentials (tokens are redacted by EKS).
+  #checkov:skip=CKV_AWS_338:30 days of API/audit/authenticator logs cover incident analysis; CloudTrail keeps the account's own audit trail.
+  name              = "/aws/eks/${var.cluster_name}/cluster"
+  retention_in_days = var.log_retention_days
 }

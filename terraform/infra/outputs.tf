@@ -53,9 +53,9 @@ output "permissions_boundary_arn" {
   value       = local.permissions_boundary
 }
 
-output "node_group_name" {
-  description = "Managed node group (its autoscaling group is what the Cluster Autoscaler resizes)."
-  value       = aws_eks_node_group.this.node_group_name
+output "node_group_names" {
+  description = "Managed node groups, one per AZ (their autoscaling groups are what the Cluster Autoscaler resizes)."
+  value       = { for az, group in aws_eks_node_group.this : az => group.node_group_name }
 }
 
 output "ecr_repository_url" {
@@ -81,6 +81,16 @@ output "db_port" {
 output "db_name" {
   description = "Database for the origin."
   value       = aws_db_instance.this.db_name
+}
+
+output "db_resource_id" {
+  description = "The instance's resource id (db-…): IAM database authentication names it in rds-db:connect ARNs."
+  value       = aws_db_instance.this.resource_id
+}
+
+output "db_final_snapshot_identifier" {
+  description = "Name of the snapshot RDS takes when the instance is destroyed (scripts/teardown.sh prints it)."
+  value       = aws_db_instance.this.final_snapshot_identifier
 }
 
 output "db_master_user_secret_arn" {

@@ -94,10 +94,17 @@ resource "aws_cloudwatch_log_group" "db" {
   for_each = toset(["postgresql", "upgrade"])
 
   name              = "/aws/rds/instance/${local.db_identifier}/${each.key}"
-  retention_in_days = 30
+  retention_in_days = var.log_retention_days
+}
+
+# The final snapshot's name must be new on every teardown: a second destroy in the same account
+# would otherwise fail on the first one's snapshot, which outlives the instance.
+resource "random_id" "final_snapshot" {
+  byte_length = 4
 }
 
 resource "aws_db_instance" "this" {
+  #checkov:skip=CKV_AWS_293:On by default (db_deletion_protection true, teardown false); checkov cannot evaluate the expression, terraform/tests asserts it.
   #checkov:skip=CKV_AWS_353:Performance Insights is not needed for a one-row workload; Enhanced Monitoring and the slow-statement log cover it.
   #checkov:skip=CKV_AWS_354:Performance Insights is not enabled (see CKV_AWS_353).
   identifier     = local.db_identifier
@@ -128,9 +135,9 @@ resource "aws_db_instance" "this" {
   maintenance_window        = "sun:03:30-sun:04:30"
   copy_tags_to_snapshot     = true
   delete_automated_backups  = false
-  deletion_protection       = var.db_deletion_protection
+  deletion_protection       = var.db_deletion_protection && !var.teardown
   skip_final_snapshot       = false
-  final_snapshot_identifier = "${local.db_identifier}-final"
+  final_snapshot_identifier = "${local.db_identifier}-final-${random_id.final_snapshot.hex}"
 
   auto_minor_version_upgrade      = true
   allow_major_version_upgrade     = false

@@ -61,21 +61,21 @@ variable "node_instance_types" {
 }
 
 variable "node_group_scaling" {
-  description = "Managed node group bounds; the Cluster Autoscaler moves the desired size between min and max."
+  description = "Bounds of each AZ's managed node group (one group per AZ); the Cluster Autoscaler moves each desired size between min and max."
   type = object({
     min_size     = number
     desired_size = number
     max_size     = number
   })
   default = {
-    min_size     = 2
-    desired_size = 2
-    max_size     = 6
+    min_size     = 1
+    desired_size = 1
+    max_size     = 2
   }
 
   validation {
-    condition     = var.node_group_scaling.min_size >= 2 && var.node_group_scaling.min_size <= var.node_group_scaling.desired_size && var.node_group_scaling.desired_size <= var.node_group_scaling.max_size
-    error_message = "Need 2 <= min_size <= desired_size <= max_size (two nodes keep a replica in each of two AZs)."
+    condition     = var.node_group_scaling.min_size >= 1 && var.node_group_scaling.min_size <= var.node_group_scaling.desired_size && var.node_group_scaling.desired_size <= var.node_group_scaling.max_size
+    error_message = "Need 1 <= min_size <= desired_size <= max_size (one node per AZ at least: the origin spreads across zones)."
   }
 }
 
@@ -83,6 +83,18 @@ variable "node_disk_size_gib" {
   description = "Root volume size (gp3, encrypted) of each node."
   type        = number
   default     = 30
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch keeps the Container Insights and RDS log groups."
+  type        = number
+  default     = 30
+}
+
+variable "teardown" {
+  description = "Set only by scripts/teardown.sh before a destroy: turns off the database's deletion protection and lets the ECR repository be deleted with its images."
+  type        = bool
+  default     = false
 }
 
 variable "addon_versions" {

@@ -55,8 +55,8 @@ def test_irsa_subjects_name_one_service_account_each(layers):
     assert sub == ("StringEquals", ["system:serviceaccount:${each.value.namespace}:${each.value.service_account}"])
 
 
-def test_no_administrator_access_anywhere(layers):
-    for layer in layers.values():
+def test_no_administrator_access_anywhere(layers, modules):
+    for layer in [*layers.values(), *modules.values()]:
         for path in layer.dir.glob("*.tf"):
             assert "AdministratorAccess" not in path.read_text(), f"{layer.name}/{path.name}"
 
@@ -71,9 +71,15 @@ def test_plan_role_is_read_only(layers):
         for a in s["actions"]
         if re.search(r":(Put|Delete|Create|Update)", a)
     ]
-    assert writes == [("LockFilesOnly", "s3:PutObject"), ("LockFilesOnly", "s3:DeleteObject")]
-    lock = next(s for s in bootstrap.data("aws_iam_policy_document")["plan"]["statement"] if s["sid"] == "LockFilesOnly")
-    assert lock["resources"] == ["${aws_s3_bucket.state.arn}/*.tflock"]
+    assert writes == [
+        ("LockFilesOnly", "s3:PutObject"),
+        ("LockFilesOnly", "s3:DeleteObject"),
+        ("SavePlans", "s3:PutObject"),
+    ]
+    statements = {s["sid"]: s for s in bootstrap.data("aws_iam_policy_document")["plan"]["statement"]}
+    assert statements["LockFilesOnly"]["resources"] == ["${aws_s3_bucket.state.arn}/*.tflock"]
+    # Saved plans only under plans/ (the apply job checks the plan's SHA-256 from its own run).
+    assert statements["SavePlans"]["resources"] == ["${aws_s3_bucket.state.arn}/plans/*"]
 
 
 def test_apply_role_iam_writes_require_the_boundary(layers):
@@ -99,17 +105,20 @@ def test_every_workload_role_is_bounded_and_under_the_project_path(layers, layer
         assert role.get("path"), f"{layer}: aws_iam_role.{name} is not under the project path"
 
 
-def test_state_bucket_is_versioned_encrypted_private_and_tls_only(layers):
+def test_state_bucket_is_versioned_encrypted_private_and_tls_only(layers, modules):
+    """The state bucket goes through the hardening module (test_buckets.py holds the module to
+    versioning, the public access block and the TLS rules) with the state key and ACLs off."""
     b = layers["bootstrap"]
-    assert b.resource("aws_s3_bucket_versioning", "state")["versioning_configuration"][0]["status"] == "Enabled"
-    sse = b.resource("aws_s3_bucket_server_side_encryption_configuration", "state")["rule"][0]
-    assert sse["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
+    call = b.module_calls()["state_bucket"]
+    assert call["bucket"] == "${aws_s3_bucket.state.id}"
+    assert call["kms_key_arn"] == "${aws_kms_key.state.arn}"
+    assert call["object_ownership"] == "BucketOwnerEnforced"
     assert b.resource("aws_kms_key", "state")["enable_key_rotation"] is True
-    block = b.resource("aws_s3_bucket_public_access_block", "state")
-    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
-    policy = b.data("aws_iam_policy_document")["state_bucket"]
-    tls = next(s for s in policy["statement"] if s["sid"] == "DenyInsecureTransport")
-    assert tls["effect"] == "Deny" and conditions(tls)["aws:SecureTransport"] == ("Bool", ["false"])
+    assert b.resource("aws_s3_bucket", "state")["lifecycle"][0]["prevent_destroy"] is True
+    hardening = modules[call["source"].removeprefix("../")]
+    sse = hardening.resource("aws_s3_bucket_server_side_encryption_configuration", "this")["rule"][0]
+    assert sse["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == '${var.kms_key_arn == null ? "AES256" : "aws:kms"}'
+    assert sse["apply_server_side_encryption_by_default"][0]["kms_master_key_id"] == "${var.kms_key_arn}"
 
 
 def test_database_is_encrypted_tls_only_backed_up_and_protected(layers):
@@ -120,7 +129,8 @@ def test_database_is_encrypted_tls_only_backed_up_and_protected(layers):
     assert db["storage_type"] == "gp3" and db["storage_encrypted"] is True
     assert db["publicly_accessible"] is False
     assert db["skip_final_snapshot"] is False and db["final_snapshot_identifier"]
-    assert db["deletion_protection"] == "${var.db_deletion_protection}"
+    assert db["deletion_protection"] == "${var.db_deletion_protection && !var.teardown}"
+    assert infra.variables()["teardown"]["default"] is False
     assert infra.variables()["db_deletion_protection"]["default"] is True
     assert db["multi_az"] == "${var.db_multi_az}"
     assert infra.variables()["db_backup_retention_days"]["default"] >= 7
@@ -141,14 +151,20 @@ def test_no_output_carries_a_secret_value(layers):
             assert not re.search(r"\bpassword\b", text), f"{layer.name}: output {name}"
 
 
-def test_node_group_is_graviton_al2023_across_azs(layers):
+def test_node_groups_are_graviton_al2023_one_per_az(layers):
+    """One group per AZ: a group spanning zones lets the Cluster Autoscaler add a node in any zone,
+    so a pod pending on a hard zone spread may never get one in the zone it needs (issue 12 #11)."""
     infra = layers["infra"]
     group = infra.resource("aws_eks_node_group", "this")
     assert group["ami_type"] == "AL2023_ARM_64_STANDARD"
     assert all(t.startswith("t4g.") for t in infra.variables()["node_instance_types"]["default"])
-    assert group["subnet_ids"] == "${[for s in aws_subnet.private : s.id]}"
+    assert group["for_each"] == "${aws_subnet.private}", "one node group per private subnet (AZ)"
+    assert group["subnet_ids"] == ["${each.value.id}"], "each group lives in exactly one AZ"
+    assert "${each.key}" in group["node_group_name"]
     assert infra.variables()["availability_zone_count"]["default"] >= 2
-    assert infra.variables()["node_group_scaling"]["default"]["min_size"] >= 2
+    assert infra.variables()["node_group_scaling"]["default"]["min_size"] >= 1
+    autoscaler = layers["app"].resource("helm_release", "cluster_autoscaler")
+    assert "balance-similar-node-groups" in text_of(autoscaler["values"])
     template = infra.resource("aws_launch_template", "node")
     assert template["metadata_options"][0]["http_tokens"] == "required"
 

@@ -1,4 +1,4 @@
-//! PostgreSQL stopped and restarted under write load (DESIGN §2). Promises:
+//! PostgreSQL stopped and restarted under write load (docs/design.md §2). Promises:
 //! - during the outage every POST is answered `503` at once (the failed connect), never left to
 //!   run into a timeout, and no connection is dropped;
 //! - readiness turns `503` during the outage and `200` after it, and writes succeed again without

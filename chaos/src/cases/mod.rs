@@ -4,11 +4,13 @@
 
 pub mod database_outage;
 pub mod fuzz;
+pub mod http2_abuse;
 pub mod malformed;
 pub mod origin_kill;
 pub mod rolling_restart;
 pub mod secrets;
 pub mod slow_clients;
+pub mod store_faults;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -37,19 +39,35 @@ pub enum Case {
     Secrets,
     /// cargo-fuzz on every parser of untrusted input, for a bounded time each.
     Fuzz,
+    /// The embedded store's disk fills up under write load (a 4 MiB tmpfs; needs root).
+    DiskFull,
+    /// The embedded store's files are deleted under write load.
+    FilesDeleted,
+    /// 400 HTTP/2 connections with a zero flow-control window and 256 streams each.
+    H2ZeroWindow,
+    /// 1,200 connections that send only the HTTP/2 preface, at MAX_CONNECTIONS=200.
+    H2PrefaceFlood,
 }
 
 impl Case {
-    pub const FAST: [Case; 5] = [
+    pub const FAST: [Case; 9] = [
         Case::Malformed,
         Case::Secrets,
+        Case::DiskFull,
+        Case::FilesDeleted,
+        Case::H2ZeroWindow,
+        Case::H2PrefaceFlood,
         Case::DatabaseOutage,
         Case::OriginKill,
         Case::RollingRestart,
     ];
-    pub const ALL: [Case; 8] = [
+    pub const ALL: [Case; 12] = [
         Case::Malformed,
         Case::Secrets,
+        Case::DiskFull,
+        Case::FilesDeleted,
+        Case::H2ZeroWindow,
+        Case::H2PrefaceFlood,
         Case::DatabaseOutage,
         Case::DatabaseOutageImmediate,
         Case::OriginKill,
@@ -68,6 +86,10 @@ impl Case {
             Case::Malformed => "malformed",
             Case::Secrets => "secrets",
             Case::Fuzz => "fuzz",
+            Case::DiskFull => "disk-full",
+            Case::FilesDeleted => "files-deleted",
+            Case::H2ZeroWindow => "h2-zero-window",
+            Case::H2PrefaceFlood => "h2-preface-flood",
         }
     }
 }
@@ -131,6 +153,10 @@ pub async fn run(case: Case, ctx: &Context) -> CaseReport {
         Case::Malformed => malformed::run(ctx, case.name()).await,
         Case::Secrets => secrets::run(ctx, case.name()).await,
         Case::Fuzz => fuzz::run(ctx, case.name()).await,
+        Case::DiskFull => store_faults::run_disk_full(ctx, case.name()).await,
+        Case::FilesDeleted => store_faults::run_files_deleted(ctx, case.name()).await,
+        Case::H2ZeroWindow => http2_abuse::run_zero_window(ctx, case.name()).await,
+        Case::H2PrefaceFlood => http2_abuse::run_preface_flood(ctx, case.name()).await,
     };
     match result {
         Ok((figures, checks)) => CaseReport::new(case.name(), started.elapsed(), figures, checks),

@@ -1,4 +1,4 @@
-//! The origin SIGKILLed under write load, then restarted on the same store. The promise (DESIGN
+//! The origin SIGKILLed under write load, then restarted on the same store. Promise (docs/design.md
 //! §2): a `200` means committed. So after the kill every value a client was given is at most the
 //! committed counter, and all values are distinct across both lives of the process. Increments
 //! committed without an answer (the client saw the connection die) are reported and bounded by

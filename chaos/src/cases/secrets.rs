@@ -1,4 +1,4 @@
-//! No secret in logs or answers under failure (DESIGN §1: errors are short and safe; §9.2: the
+//! No secret in logs or answers under failure (docs/design.md §1, §9.2: errors are short, safe; the
 //! original returned `str(exc)` to clients). The origin is started against databases that fail
 //! in the ways that put credentials closest to an error message, with debug logging and every
 //! request logged, and every request carries an `X-Origin-Verify` header (the value CloudFront

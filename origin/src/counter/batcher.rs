@@ -12,7 +12,7 @@
 //!   carrying keys commits as one transaction that also records them, so a retry with the same key
 //!   gets the first answer instead of a second increment.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,18 +87,40 @@ pub struct IncrementBatcher {
     tracing: bool,
 }
 
+/// What the writer commits through and reports to: the pieces it shares with the rest of the app.
+pub struct WriterParts {
+    pub store: Arc<dyn CounterStore>,
+    pub cache: Arc<ReadCache>,
+    pub readiness: Arc<Readiness>,
+    pub metrics: Arc<Metrics>,
+    pub traces: Option<Arc<Traces>>,
+}
+
+/// The write path's two bounds, named so that one cannot be passed for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most increments one statement commits.
+    pub max_batch: usize,
+    /// Most increments waiting to be taken; beyond it callers are shed at once (bounds memory).
+    pub queue_capacity: usize,
+}
+
 impl IncrementBatcher {
-    /// Starts the writer task. `capacity` bounds memory: beyond it callers are shed at once.
-    pub fn start(
-        store: Arc<dyn CounterStore>,
-        cache: Arc<ReadCache>,
-        readiness: Arc<Readiness>,
-        metrics: Arc<Metrics>,
-        traces: Option<Arc<Traces>>,
-        max_batch: usize,
-        capacity: usize,
-    ) -> Self {
+    /// Starts the writer task.
+    pub fn start(parts: WriterParts, limits: BatchLimits) -> Self {
+        let WriterParts {
+            store,
+            cache,
+            readiness,
+            metrics,
+            traces,
+        } = parts;
+        let BatchLimits {
+            max_batch,
+            queue_capacity: capacity,
+        } = limits;
         let (queue, receiver) = mpsc::channel(capacity);
+        metrics.write_queue_capacity.set(capacity as i64);
         let close = Arc::new(Notify::new());
         let tracing = traces.is_some();
         let writer = Writer {
@@ -110,6 +132,7 @@ impl IncrementBatcher {
             traces,
             max_batch,
             close: Arc::clone(&close),
+            incident_failed: AtomicU64::new(0),
         };
         let writer = tokio::spawn(writer.run());
         Self {
@@ -200,6 +223,8 @@ struct Writer {
     traces: Option<Arc<Traces>>,
     max_batch: usize,
     close: Arc<Notify>,
+    /// Increments failed since the last commit (for the line that ends an incident).
+    incident_failed: AtomicU64,
 }
 
 impl Writer {
@@ -221,6 +246,9 @@ impl Writer {
             if received == 0 {
                 return; // closed and drained
             }
+            // What waited when the writer came back: the queue's peak since the last batch.
+            self.metrics
+                .observe_queue_depth(received + self.receiver.len());
             batch.extend(taken.drain(..).filter_map(|p: Pending| {
                 let claimed = p
                     .claim
@@ -278,7 +306,13 @@ impl Writer {
                 self.metrics.batch_size.observe(n as f64);
                 self.metrics.committed.inc_by(counted);
                 self.metrics.replayed.inc_by(n as u64 - counted);
-                self.readiness.store_answered();
+                self.readiness.write_committed();
+                if self.incident_failed.load(Ordering::Relaxed) > 0 {
+                    tracing::info!(
+                        failed = self.incident_failed.swap(0, Ordering::Relaxed),
+                        "increments commit again; the failed ones were answered 503 and not counted"
+                    );
+                }
                 if let Some(&highest) = values.iter().max() {
                     self.cache.observe_committed(highest).await;
                 }
@@ -296,10 +330,18 @@ impl Writer {
             Err(error) => {
                 // The batch's trace id on these log lines (the guard is dropped before any await).
                 let in_batch = trace.as_ref().map(BatchTrace::enter);
+                // Logged once per incident (the first failure after a success), with its cause;
+                // every failed increment is counted in the metrics.
+                let first = self.readiness.write_failed();
+                self.incident_failed.fetch_add(n as u64, Ordering::Relaxed);
                 let (outcome, label) = match &error {
                     StoreError::Unavailable(_) => {
                         self.metrics.failed.inc_by(n as u64);
-                        tracing::warn!(batch = n, %error, "increment batch failed; nothing counted");
+                        if first {
+                            tracing::error!(batch = n, %error, "increments failing: answered 503, nothing counted (logged once until they commit again)");
+                        } else {
+                            tracing::debug!(batch = n, %error, "increment batch failed; nothing counted");
+                        }
                         (IncrementError::Unavailable, "failed")
                     }
                     StoreError::Ambiguous(_) => {

@@ -9,7 +9,7 @@
 mod aws;
 mod embedded;
 pub mod iam;
-mod keys;
+mod keyed_batch;
 pub mod migrate;
 mod postgres;
 pub mod schema;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use embedded::EmbeddedStore;
-pub use keys::KeyedBatch;
+pub use keyed_batch::KeyedBatch;
 pub use postgres::PostgresStore;
 
 use crate::config::StoreConfig;
@@ -47,6 +47,16 @@ pub trait CounterStore: Send + Sync + 'static {
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Proves the store answers and its schema is in place (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The connection pool's state, read at each scrape; `None`: the store has no pool.
+    fn pool_usage(&self) -> Option<crate::telemetry::metrics::PoolUsage> {
+        None
+    }
+    /// Commits a write that changes no count, to learn whether writes work again after they
+    /// failed (readiness). In PostgreSQL `value = value + 0` writes a new row version.
+    fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let add = self.add(0);
+        Box::pin(async move { add.await.map(drop) })
+    }
 }
 
 /// What a keyed batch did: each entry's value, and how many entries counted (the others were
@@ -107,6 +117,8 @@ pub enum OpenError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("embedded store {path} is missing but its -wal/-shm files remain")]
+    OrphanedJournal { path: String },
     #[error("embedded store directory {path}: {source}")]
     DataDir {
         path: String,

@@ -21,6 +21,7 @@ use super::{
     COUNTER_ID,
 };
 use crate::config::{DatabaseAuth, PostgresConfig, TlsMode};
+use crate::telemetry::metrics::PoolUsage;
 
 pub struct PostgresStore {
     pool: Pool,
@@ -312,6 +313,16 @@ impl CounterStore for PostgresStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move { self.get().await.map(drop) })
+    }
+
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        let status = self.pool.status();
+        Some(PoolUsage {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        })
     }
 }
 

@@ -1,5 +1,5 @@
-//! The HTTP contract of DESIGN §1, held by every store (PostgreSQL also as the least-privilege
-//! role signed in with an IAM token).
+//! The HTTP contract of docs/design.md §1, held by every store (PostgreSQL also as the
+//! least-privilege role signed in with an IAM token).
 
 use hyper::{Method, StatusCode};
 

@@ -281,18 +281,16 @@ async fn sigterm_under_load_drains_and_loses_no_accepted_increment() {
 
 #[test]
 fn the_configuration_doc_documents_every_variable_with_its_default() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/configuration.md"
+    ))
+    .unwrap();
     for variable in counter_origin::config::VARIABLES {
         let row = readme
             .lines()
             .find(|line| line.starts_with(&format!("| `{}` |", variable.name)))
-            .unwrap_or_else(|| {
-                panic!(
-                    "docs/configuration.md has no row for {}",
-                    variable.name
-                )
-            });
+            .unwrap_or_else(|| panic!("docs/configuration.md has no row for {}", variable.name));
         let default = variable
             .default
             .map_or("unset".to_string(), |d| format!("`{d}`"));

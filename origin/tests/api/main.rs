@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod cli;
 mod contract;
 mod faults;
 mod http_limits;

@@ -1,4 +1,4 @@
-//! The write path of DESIGN §2: one statement per batch, distinct values in arrival order,
+//! The write path of docs/design.md §2: one statement per batch, distinct values in arrival order,
 //! bounded queue, deadlines that never lie about what was counted.
 
 use std::collections::BTreeSet;

@@ -1,13 +1,19 @@
 // The counter page's behaviour, kept free of the DOM so Node can test it with fake time and a
-// fake network (page/test/counter.test.mjs); app.js only binds it to the document.
+// fake network (page/test/counter.test.mjs); view.js turns its state into words and app.js binds
+// both to the document.
 //
 // Promises it keeps:
+//   - one state at a time (`phase`): the page never says two things, such as a click's success
+//     and an error, at once, and an error ends as soon as the API answers again;
 //   - the value shown never goes down: reads may come from an edge cache a second or two old, and
 //     answers can arrive out of order, so the page shows the highest value it has seen;
 //   - a click shows the value its own POST produced, and a click is counted at most once: its
-//     retries (automatic or "Try again") reuse one Idempotency-Key until it succeeds;
+//     retries (automatic, or the person's "Send it again") reuse one Idempotency-Key until it
+//     succeeds;
 //   - refreshes are gentle: every 5–10 s with jitter, none while the tab is hidden, backing off
-//     exponentially (honouring Retry-After) while the API fails.
+//     exponentially (honouring Retry-After) while the API fails;
+//   - a busy counter is not read out on every refresh: changes that refreshes bring are announced
+//     at most every ANNOUNCE_INTERVAL_MS.
 
 export const API_PATH = '/api/counter';
 export const REFRESH_MIN_MS = 5_000;
@@ -20,13 +26,8 @@ export const WRITE_RETRY_BASE_MS = 1_000;
 // A Retry-After longer than this is not waited out with the button busy: the click goes to the
 // error state at once and the person decides when to try again.
 export const WRITE_RETRY_MAX_WAIT_MS = 5_000;
-
-const MESSAGES = {
-  network: "Can't reach the counter right now.",
-  busy: 'The counter is busy right now.',
-  unavailable: 'The counter is not answering right now.',
-  invalid: 'The counter sent an answer this page does not understand.',
-};
+// Shortest time between two announcements of a count that refreshes brought (screen readers).
+export const ANNOUNCE_INTERVAL_MS = 30_000;
 
 // `{"value": N}` → N as a BigInt. The store's counter is a 64-bit integer, beyond what a JS
 // number holds exactly, so the digits are read from the text once JSON.parse has vouched for it.
@@ -81,29 +82,60 @@ export function newIdempotencyKey(crypto) {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+// What went wrong with one exchange, as the page tells it: `kind` is network | busy | unavailable
+// | invalid | refused (with the HTTP `status`).
 function classifyStatus(status) {
-  if (status === 503 || status === 429) return { retryable: true, message: MESSAGES.busy };
-  if (status >= 500 || status === 408) return { retryable: true, message: MESSAGES.unavailable };
-  return { retryable: false, message: `The counter refused the request (HTTP ${status}).` };
+  if (status === 503 || status === 429) return { retryable: true, problem: { kind: 'busy' } };
+  if (status >= 500 || status === 408) return { retryable: true, problem: { kind: 'unavailable' } };
+  return { retryable: false, problem: { kind: 'refused', status } };
 }
 
+// Where a read moves the page. Reads never decide a click's fate: `sending` waits for the click's
+// own answer, and a confirmed or refused click stays said while reads succeed. A failing API is
+// the most current news, so it replaces whatever the page said before.
+const AFTER_READ_OK = { loading: 'idle', down: 'idle', failed: 'unconfirmed' };
+const AFTER_READ_FAILED = {
+  loading: 'down',
+  idle: 'down',
+  confirmed: 'down',
+  refused: 'down',
+  down: 'down',
+  unconfirmed: 'failed',
+  failed: 'failed',
+};
+
 /**
- * State shown by the page: `value` (BigInt or null before the first answer), `mine` (the value
- * the last successful click produced), `writing` (a click is in flight), `error` (null or
- * `{source: 'read' | 'write', message}`). `onChange(state)` is called after every change.
+ * State shown by the page, one `phase` at a time:
+ *   loading      before the first answer;
+ *   idle         the count, nothing to say;
+ *   sending      a click is in flight (the waits between its automatic tries included);
+ *   confirmed    the last click succeeded, `mine` is the value it produced;
+ *   down         reads fail, `problem` says why;
+ *   failed       a click is unconfirmed and the API still fails, `problem` says why;
+ *   unconfirmed  that click is still unconfirmed but reads succeed again: send it again?
+ *   refused      the API refused the click (`problem`); it is not retried.
+ * Beside the phase: `value` (BigInt, null before the first answer) and `stale` (the latest
+ * exchange failed, so `value` is the last known), and `announced` (the count the polite live
+ * region says; null until a refresh brings news worth saying). `onChange(state)` follows every
+ * change.
  *
  * deps: fetch, setTimeout, clearTimeout, now() → ms, random() → [0, 1), newKey() → string,
  * onChange(state).
  */
 export class CounterClient {
   #deps;
-  #state = { value: null, mine: null, writing: false, error: null };
+  #state = { phase: 'loading', value: null, stale: false, mine: null, problem: null, announced: null };
   #visible = false;
   #reading = false;
   #readFailures = 0;
   #lastReadAt = -Infinity;
   #refreshTimer = null;
+  // The unconfirmed click's key: kept until the click succeeds or is refused.
   #pendingKey = null;
+  // The count a screen reader last heard (announced, on the page at load, or a click's own
+  // answer), and when.
+  #heard = null;
+  #heardAt = -Infinity;
   #stopped = false;
 
   constructor(deps) {
@@ -147,20 +179,28 @@ export class CounterClient {
     this.#lastReadAt = this.#deps.now();
     const result = await this.#request('GET', null);
     this.#reading = false;
+    if (this.#stopped) return;
+    const phase = this.#state.phase;
     let retryAfterMs = 0;
     if (result.ok) {
       this.#readFailures = 0;
-      this.#show(result.value, false);
-      if (this.#state.error?.source === 'read') this.#update({ error: null });
+      const next = AFTER_READ_OK[phase] ?? phase;
+      const patch = { ...this.#raise(result.value), stale: false };
+      // While a click is in flight, or when the message changes (it is said by the status
+      // region), a second voice would talk over the one that matters.
+      const quiet = next === 'sending' || (next !== phase && next !== 'idle');
+      Object.assign(patch, this.#announce(patch.value ?? this.#state.value, quiet));
+      this.#update(next === phase ? patch : { ...patch, phase: next, problem: null });
     } else {
       this.#readFailures += 1;
       retryAfterMs = result.retryAfterMs;
-      // A failed click outranks a failed read: its message says the click may not have counted.
-      if (this.#state.error?.source !== 'write') {
-        this.#update({ error: { source: 'read', message: result.message } });
-      }
+      this.#update(
+        phase === 'sending'
+          ? { stale: true }
+          : { stale: true, phase: AFTER_READ_FAILED[phase], mine: null, problem: result.problem },
+      );
     }
-    if (!this.#visible || this.#stopped) return;
+    if (!this.#visible) return;
     const delay =
       this.#readFailures === 0
         ? refreshDelay(this.#deps.random)
@@ -168,20 +208,22 @@ export class CounterClient {
     this.#scheduleRefresh(delay);
   }
 
-  // One click. Ignored while another click is in flight; after a failed click it re-sends that
-  // click (same key), so pressing again can never count a click twice.
+  // The page's one button. Ignored while a click is in flight; while a click is unconfirmed it
+  // re-sends that click (same key), so pressing again can never count a click twice.
   async increment() {
-    if (this.#state.writing || this.#stopped) return;
+    if (this.#state.phase === 'sending' || this.#stopped) return;
     const key = this.#pendingKey ?? this.#deps.newKey();
     this.#pendingKey = key;
-    // The previous click's "made it N" would read as this click's outcome: clear it meanwhile.
-    this.#update({ writing: true, mine: null });
+    // The previous click's "made it N" would read as this click's outcome: say nothing meanwhile.
+    this.#update({ phase: 'sending', mine: null, problem: null });
     for (let attempt = 1; ; attempt += 1) {
       const result = await this.#request('POST', key);
+      if (this.#stopped) return;
       if (result.ok) {
         this.#pendingKey = null;
-        this.#show(result.value, true);
-        this.#update({ writing: false, error: null });
+        this.#heard = result.value;
+        this.#heardAt = this.#deps.now();
+        this.#update({ ...this.#raise(result.value), stale: false, phase: 'confirmed', mine: result.value });
         if (this.#readFailures > 0) {
           // The API answers again: leave read backoff now rather than after up to a minute.
           this.#readFailures = 0;
@@ -190,34 +232,40 @@ export class CounterClient {
         return;
       }
       if (!result.retryable) {
-        // Refused (4xx): certainly not counted, so the next press starts a fresh click.
+        // Refused (4xx) or not understood: certainly not to be re-sent, so the next press starts
+        // a fresh click.
         this.#pendingKey = null;
-      }
-      const lastTry =
-        !result.retryable || attempt >= WRITE_ATTEMPTS || result.retryAfterMs > WRITE_RETRY_MAX_WAIT_MS;
-      if (lastTry) {
-        const message = result.retryable
-          ? `${result.message} Your click may not have been counted yet; trying again will not count it twice.`
-          : result.message;
-        this.#update({ writing: false, error: { source: 'write', message } });
+        this.#update({ phase: 'refused', problem: result.problem });
         return;
       }
+      if (attempt >= WRITE_ATTEMPTS || result.retryAfterMs > WRITE_RETRY_MAX_WAIT_MS) {
+        this.#update({ stale: true, phase: 'failed', problem: result.problem });
+        return;
+      }
+      if (!this.#state.stale) this.#update({ stale: true });
       await this.#sleep(Math.max(writeRetryDelay(attempt, this.#deps.random), result.retryAfterMs));
       if (this.#stopped) return;
     }
   }
 
-  // The error panel's button: re-send a failed click, and read the value now.
-  retry() {
-    if (this.#pendingKey !== null) this.increment();
-    this.refresh();
+  // The value to show given an answer: never lower than one already shown.
+  #raise(value) {
+    return this.#state.value === null || value > this.#state.value ? { value } : {};
   }
 
-  #show(value, isMine) {
-    const patch = {};
-    if (this.#state.value === null || value > this.#state.value) patch.value = value;
-    if (isMine) patch.mine = value;
-    this.#update(patch);
+  // A count that a refresh shows, said at most every ANNOUNCE_INTERVAL_MS: a busy counter changes
+  // on nearly every refresh. The first count is on the page already, so it is not said.
+  #announce(value, quiet) {
+    const now = this.#deps.now();
+    if (this.#heard === null) {
+      this.#heard = value;
+      this.#heardAt = now;
+      return {};
+    }
+    if (quiet || value === this.#heard || now - this.#heardAt < ANNOUNCE_INTERVAL_MS) return {};
+    this.#heard = value;
+    this.#heardAt = now;
+    return { announced: value };
   }
 
   #update(patch) {
@@ -258,20 +306,20 @@ export class CounterClient {
         signal: controller.signal,
       });
       if (!response.ok) {
-        const { retryable, message } = classifyStatus(response.status);
+        const { retryable, problem } = classifyStatus(response.status);
         const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.#deps.now()) ?? 0;
-        return { ok: false, retryable, message, retryAfterMs };
+        return { ok: false, retryable, problem, retryAfterMs };
       }
       const text = await response.text();
       try {
         return { ok: true, value: parseCounterBody(text) };
       } catch {
-        return { ok: false, retryable: false, message: MESSAGES.invalid, retryAfterMs: 0 };
+        return { ok: false, retryable: false, problem: { kind: 'invalid' }, retryAfterMs: 0 };
       }
     } catch {
       // Connection refused or reset, DNS, offline, or our own timeout: the request may or may
       // not have reached the origin, which is exactly what the idempotency key is for.
-      return { ok: false, retryable: true, message: MESSAGES.network, retryAfterMs: 0 };
+      return { ok: false, retryable: true, problem: { kind: 'network' }, retryAfterMs: 0 };
     } finally {
       this.#deps.clearTimeout(timeout);
     }

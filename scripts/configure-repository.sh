@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Step 2 of the deployment (terraform/README.md): set the GitHub repository variables the workflows
+# read, from terraform/bootstrap's `github_variables` output (none of them is a secret), with `gh`.
+#   scripts/configure-repository.sh [OWNER/NAME]   (default: the repository `gh` sees here)
+# Run after scripts/bootstrap-state.sh, in the same checkout (its backend is initialised there).
+# Prints which optional secrets (docs/delivery.md) are set; it never reads or writes their values.
+set -euo pipefail
+
+die() { echo "configure-repository: $*" >&2; exit 1; }
+
+for tool in terraform gh jq; do command -v "$tool" >/dev/null 2>&1 || die "$tool is required on PATH"; done
+repo_args=()
+[ $# -eq 0 ] || repo_args=(--repo "$1")
+
+dir="$(cd "$(dirname "$0")/.." && pwd)/terraform/bootstrap"
+variables=$(terraform -chdir="$dir" output -json github_variables) \
+  || die "cannot read terraform/bootstrap outputs (run scripts/bootstrap-state.sh first)"
+
+count=0
+while IFS=$'\t' read -r name value; do
+  [ -n "$value" ] || die "github_variables.$name is empty"
+  gh variable set "$name" --body "$value" "${repo_args[@]}"
+  count=$((count + 1))
+done < <(jq -er 'to_entries[] | [.key, (.value | tostring)] | @tsv' <<<"$variables")
+[ "$count" -gt 0 ] || die "github_variables is empty"
+echo "$count repository variables set" >&2
+
+secrets=$(gh secret list --json name --jq '.[].name' "${repo_args[@]}")
+for name in MANIFEST_PUSH_TOKEN ARGOCD_REPO_SSH_KEY ARGOCD_GITHUB_APP_ID ARGOCD_GITHUB_APP_INSTALLATION_ID ARGOCD_GITHUB_APP_PRIVATE_KEY; do
+  if grep -qx "$name" <<<"$secrets"; then state="set"; else state="not set"; fi
+  echo "secret $name: $state" >&2
+done
+echo "a private repository needs ARGOCD_REPO_SSH_KEY or the three ARGOCD_GITHUB_APP_* secrets (docs/delivery.md)" >&2
+echo "next: create the EKS cluster (terraform/README.md, step 3), then scripts/first-release.sh" >&2
