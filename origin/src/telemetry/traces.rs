@@ -565,7 +565,7 @@ mod tests {
 
     #[test]
     fn the_recorded_statements_are_the_ones_the_stores_send() {
-        assert!(include_str!("../store/postgres.rs").contains(POSTGRES_ADD_SQL));
+        assert!(include_str!("../store/statements.rs").contains(POSTGRES_ADD_SQL));
         let embedded = include_str!("../store/embedded.rs");
         assert!(embedded.contains(EMBEDDED_ADD_SQL));
         assert!(embedded.contains(&format!("FILE_NAME: &str = \"{EMBEDDED_FILE}\"")));
