@@ -30,7 +30,7 @@ const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         1,
-        "start-up failure: a port in use, a store that cannot be opened; migrate failed",
+        "start-up or migrate failure: a port in use, a store that cannot be opened",
     ),
     (
         2,
@@ -59,7 +59,7 @@ struct Cli {
 enum Command {
     /// Serve until SIGTERM or Ctrl-C, then drain and stop (the default)
     Serve,
-    /// Apply the schema migrations and set up the least-privilege role, then exit
+    /// Apply schema migrations, set up the least-privilege role, exit
     Migrate,
 }
 
