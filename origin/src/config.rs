@@ -53,7 +53,15 @@ pub const VARIABLES: &[Variable] = &[
         secret: false,
     },
     var("DATABASE_POOL_SIZE", "8", "PostgreSQL connections per process (1 writer + readers)"),
-    var("DATABASE_CONNECT_TIMEOUT_MS", "3000", "bound on opening one database connection"),
+    var("DATABASE_CONNECT_TIMEOUT_MS", "3000", "bound on opening one database connection (including the wait for an IAM token)"),
+    var("DATABASE_AUTH", "password", "password: the password in DATABASE_URL; iam: an RDS IAM auth token signed per new connection \
+         (no password in DATABASE_URL, TLS required, region from AWS_REGION)"),
+    unset("AWS_REGION", "region of the RDS instance (DATABASE_AUTH=iam); the AWS SDK reads it too"),
+    var("DATABASE_APP_ROLE", "counter_app", "the least-privilege role `counter-origin migrate` creates and grants (the serving pods' user)"),
+    unset("DATABASE_MASTER_SECRET_ARN", "migrate only: Secrets Manager secret (JSON username, password) of the master user, \
+         fetched at run time; unset: the credentials in DATABASE_URL"),
+    var("SCHEMA_MIGRATE_ON_START", "true", "true: start-up applies pending schema migrations; false: never any DDL, \
+         unready until `counter-origin migrate` brought the schema to this build's version"),
     var("DATA_DIR", "./data", "directory of the embedded store (used when DATABASE_URL is unset)"),
     var("MAX_BATCH", "512", "most increments committed by one statement; 1 turns batching off"),
     var("WRITE_QUEUE_CAPACITY", "4096", "increments waiting for the writer; beyond it POST answers 503"),
@@ -88,18 +96,110 @@ pub const VARIABLES: &[Variable] = &[
 /// Which store holds the counter.
 #[derive(Clone)]
 pub enum StoreConfig {
-    Embedded { data_dir: PathBuf },
+    Embedded {
+        data_dir: PathBuf,
+        /// `SCHEMA_MIGRATE_ON_START`: false means the process never runs DDL.
+        migrate_on_start: bool,
+    },
     Postgres(PostgresConfig),
 }
 
 #[derive(Clone)]
 pub struct PostgresConfig {
-    /// The URL as given; holds the password, so it is never logged.
-    pub url: String,
+    pub url: DatabaseUrl,
     pub tls: TlsMode,
     pub ca_file: Option<PathBuf>,
     pub pool_size: usize,
     pub connect_timeout: Duration,
+    pub auth: DatabaseAuth,
+    /// `SCHEMA_MIGRATE_ON_START`: false means the process never runs DDL.
+    pub migrate_on_start: bool,
+    /// `DATABASE_APP_ROLE`: the role `migrate` creates and grants.
+    pub app_role: String,
+    /// `DATABASE_MASTER_SECRET_ARN` (the `migrate` subcommand only).
+    pub master_secret_arn: Option<String>,
+}
+
+impl PostgresConfig {
+    /// Password authentication with the defaults of the table above (tests and tools).
+    pub fn new(url: impl Into<String>, tls: TlsMode, ca_file: Option<PathBuf>) -> Self {
+        Self {
+            url: DatabaseUrl::new(url),
+            tls,
+            ca_file,
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(5),
+            auth: DatabaseAuth::Password,
+            migrate_on_start: true,
+            app_role: default_of("DATABASE_APP_ROLE").into(),
+            master_secret_arn: None,
+        }
+    }
+}
+
+/// A database URL. It may hold a password, so `Debug` and `Display` show it redacted; only
+/// [`DatabaseUrl::expose`] gives the text, for the driver.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The driver's configuration. `sslmode=verify-full` is what `require` does here (chain and
+    /// host name are always verified), but tokio-postgres parses only disable/prefer/require, so it
+    /// reads as `require`; callers set the TLS mode from [`TlsMode`] anyway.
+    pub fn driver_config(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+        use std::str::FromStr;
+        tokio_postgres::Config::from_str(&self.0.replace("sslmode=verify-full", "sslmode=require"))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// How the origin signs in to PostgreSQL (`DATABASE_AUTH`).
+#[derive(Clone, Debug)]
+pub enum DatabaseAuth {
+    /// The password in `DATABASE_URL` (or none, for trust/peer setups).
+    Password,
+    /// An RDS IAM auth token per new connection.
+    Iam(IamAuth),
+}
+
+#[derive(Clone, Debug)]
+pub struct IamAuth {
+    /// `AWS_REGION`: the region in the token's signing scope.
+    pub region: String,
+    pub credentials: AwsCredentials,
+}
+
+/// Where IAM tokens get their credentials and signing time.
+#[derive(Clone, Debug)]
+pub enum AwsCredentials {
+    /// The AWS SDK's default chain (EKS Pod Identity, web identity, environment, …) and the clock.
+    /// The only source a variable can select.
+    DefaultChain,
+    /// Fixed credentials and a fixed signing time, so a test can compare a token with another
+    /// implementation's and set it as a test server's password. Only code sets this.
+    Fixed {
+        credentials: aws_credential_types::Credentials,
+        signing_time: std::time::SystemTime,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,18 +266,7 @@ impl Config {
     /// Reads variables through `lookup` (tests pass a map instead of the environment).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env { lookup: &lookup };
-        let store = match env.raw("DATABASE_URL") {
-            None => StoreConfig::Embedded {
-                data_dir: PathBuf::from(env.string("DATA_DIR")),
-            },
-            Some(url) => StoreConfig::Postgres(PostgresConfig {
-                tls: tls_mode(&url)?,
-                url,
-                ca_file: env.raw("DATABASE_CA_FILE").map(PathBuf::from),
-                pool_size: env.number("DATABASE_POOL_SIZE", 2, 256)? as usize,
-                connect_timeout: env.millis("DATABASE_CONNECT_TIMEOUT_MS", 1)?,
-            }),
-        };
+        let store = store_config(&env)?;
         let config = Config {
             listen_addr: env.addr("LISTEN_ADDR")?,
             metrics_addr: env.addr("METRICS_ADDR")?,
@@ -273,10 +362,25 @@ pub fn wrap_into(out: &mut String, words: &str, indent: &str) {
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, detail) = match &self.store {
-            StoreConfig::Embedded { data_dir } => ("embedded", data_dir.display().to_string()),
+            StoreConfig::Embedded {
+                data_dir,
+                migrate_on_start,
+            } => (
+                "embedded",
+                format!("{} migrate_on_start={migrate_on_start}", data_dir.display()),
+            ),
             StoreConfig::Postgres(pg) => (
                 "postgres",
-                format!("{} tls={:?}", redact_url(&pg.url), pg.tls),
+                format!(
+                    "{} tls={:?} auth={} migrate_on_start={}",
+                    pg.url,
+                    pg.tls,
+                    match &pg.auth {
+                        DatabaseAuth::Password => "password".to_string(),
+                        DatabaseAuth::Iam(iam) => format!("iam region={}", iam.region),
+                    },
+                    pg.migrate_on_start
+                ),
             ),
         };
         write!(
@@ -305,6 +409,142 @@ impl fmt::Display for Config {
                 .map_or_else(|| "off".to_string(), |t| format!("{} ratio={}", t.endpoint, t.sample_ratio)),
         )
     }
+}
+
+fn store_config(env: &Env<'_>) -> Result<StoreConfig, ConfigError> {
+    let migrate_on_start = env.flag("SCHEMA_MIGRATE_ON_START")?;
+    let auth = env.string("DATABASE_AUTH");
+    let Some(url) = env.raw("DATABASE_URL") else {
+        if auth != "password" {
+            return Err(ConfigError {
+                name: "DATABASE_AUTH",
+                value: auth,
+                expected: "password (DATABASE_AUTH=iam needs DATABASE_URL: the embedded store has no sign-in)"
+                    .into(),
+            });
+        }
+        return Ok(StoreConfig::Embedded {
+            data_dir: PathBuf::from(env.string("DATA_DIR")),
+            migrate_on_start,
+        });
+    };
+    let tls = tls_mode(&url)?;
+    let auth = match auth.as_str() {
+        "password" => DatabaseAuth::Password,
+        "iam" => DatabaseAuth::Iam(iam_auth(env, &url, tls)?),
+        _ => {
+            return Err(ConfigError {
+                name: "DATABASE_AUTH",
+                value: auth,
+                expected: "password or iam".into(),
+            })
+        }
+    };
+    let app_role = env.string("DATABASE_APP_ROLE");
+    if !is_plain_identifier(&app_role) {
+        return Err(ConfigError {
+            name: "DATABASE_APP_ROLE",
+            value: app_role,
+            expected: "a lower-case PostgreSQL identifier: a-z, 0-9 and _, not starting with a digit, at most 63 characters"
+                .into(),
+        });
+    }
+    let master_secret_arn = env.raw("DATABASE_MASTER_SECRET_ARN");
+    if let Some(arn) = &master_secret_arn {
+        if secret_arn_region(arn).is_none() {
+            return Err(ConfigError {
+                name: "DATABASE_MASTER_SECRET_ARN",
+                value: arn.clone(),
+                expected: "a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>"
+                    .into(),
+            });
+        }
+    }
+    Ok(StoreConfig::Postgres(PostgresConfig {
+        url: DatabaseUrl::new(url),
+        tls,
+        ca_file: env.raw("DATABASE_CA_FILE").map(PathBuf::from),
+        pool_size: env.number("DATABASE_POOL_SIZE", 2, 256)? as usize,
+        connect_timeout: env.millis("DATABASE_CONNECT_TIMEOUT_MS", 1)?,
+        auth,
+        migrate_on_start,
+        app_role,
+        master_secret_arn,
+    }))
+}
+
+/// `DATABASE_AUTH=iam`: the token is the password, so the URL must carry none (a stale one would
+/// be a secret in a config map for nothing), and RDS accepts tokens over TLS only.
+fn iam_auth(env: &Env<'_>, url: &str, tls: TlsMode) -> Result<IamAuth, ConfigError> {
+    let invalid = |expected: &str| ConfigError {
+        name: "DATABASE_URL",
+        value: redact_url(url),
+        expected: expected.into(),
+    };
+    let parsed = DatabaseUrl::new(url)
+        .driver_config()
+        .map_err(|_| invalid("a postgres:// URL or key=value connection string"))?;
+    if parsed.get_password().is_some() {
+        return Err(invalid(
+            "no password with DATABASE_AUTH=iam: the origin signs an IAM token for each connection",
+        ));
+    }
+    if tls == TlsMode::Disable {
+        return Err(invalid(
+            "TLS with DATABASE_AUTH=iam (sslmode=require, or leave sslmode out): RDS accepts IAM tokens over TLS only",
+        ));
+    }
+    if parsed.get_user().is_none() {
+        return Err(invalid(
+            "a user with DATABASE_AUTH=iam (postgres://counter_app@host:5432/db): the token is signed for it",
+        ));
+    }
+    match parsed.get_hosts() {
+        [tokio_postgres::config::Host::Tcp(_)] => {}
+        _ => {
+            return Err(invalid(
+                "exactly one TCP host with DATABASE_AUTH=iam: the token is signed for it",
+            ))
+        }
+    }
+    let region = env.raw("AWS_REGION").ok_or_else(|| ConfigError {
+        name: "AWS_REGION",
+        value: String::new(),
+        expected: "the RDS instance's region (e.g. eu-west-1) with DATABASE_AUTH=iam".into(),
+    })?;
+    Ok(IamAuth {
+        region,
+        credentials: AwsCredentials::DefaultChain,
+    })
+}
+
+/// `[a-z_][a-z0-9_]{0,62}`: safe to splice into DDL, and the name PostgreSQL would fold to anyway.
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && name.len() <= 63
+}
+
+/// The region field of `arn:aws:secretsmanager:<region>:<account>:secret:<name>`.
+pub fn secret_arn_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(7, ':');
+    let (arn_literal, _partition, service, region, account, kind, name) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn_literal == "arn"
+        && service == "secretsmanager"
+        && !region.is_empty()
+        && !account.is_empty()
+        && kind == "secret"
+        && !name.is_empty())
+    .then_some(region)
 }
 
 fn trace_config(env: &Env<'_>) -> Result<Option<TraceConfig>, ConfigError> {
@@ -625,6 +865,15 @@ mod tests {
             Ok(TlsMode::Disable)
         );
         assert_eq!(pg("postgres://u@h/db?sslmode=prefer"), Err("DATABASE_URL"));
+        assert_eq!(
+            pg("postgres://u@h/db?sslmode=verify-full"),
+            Ok(TlsMode::Require)
+        );
+        let url = DatabaseUrl::new("postgres://u@h/db?sslmode=verify-full");
+        assert!(
+            url.driver_config().is_ok(),
+            "the driver reads verify-full as require"
+        );
     }
 
     #[test]
@@ -712,6 +961,149 @@ mod tests {
             named.resource.last().unwrap(),
             &("service.name".to_string(), "svc".to_string())
         );
+    }
+
+    #[test]
+    fn iam_mode_needs_a_passwordless_tls_url_with_a_user_and_a_region() {
+        let iam = |url: &str, region: Option<&str>| {
+            let mut pairs = vec![("DATABASE_URL", url), ("DATABASE_AUTH", "iam")];
+            if let Some(region) = region {
+                pairs.push(("AWS_REGION", region));
+            }
+            parse(&pairs)
+        };
+        let ok = iam(
+            "postgres://counter_app@db.example:5432/counter",
+            Some("eu-west-1"),
+        )
+        .unwrap();
+        let StoreConfig::Postgres(pg) = &ok.store else {
+            panic!("postgres")
+        };
+        assert!(
+            matches!(&pg.auth, DatabaseAuth::Iam(i) if i.region == "eu-west-1"
+            && matches!(i.credentials, AwsCredentials::DefaultChain))
+        );
+        assert_eq!(pg.tls, TlsMode::Require);
+        for (url, region, variable, says) in [
+            (
+                "postgres://counter_app:s3cr3t@db/counter",
+                Some("eu-west-1"),
+                "DATABASE_URL",
+                "no password",
+            ),
+            (
+                "host=db user=counter_app password=s3cr3t",
+                Some("eu-west-1"),
+                "DATABASE_URL",
+                "no password",
+            ),
+            (
+                "postgres://counter_app@db/counter?sslmode=disable",
+                Some("eu-west-1"),
+                "DATABASE_URL",
+                "TLS",
+            ),
+            (
+                "postgres://db/counter",
+                Some("eu-west-1"),
+                "DATABASE_URL",
+                "a user",
+            ),
+            (
+                "postgres://counter_app@db/counter",
+                None,
+                "AWS_REGION",
+                "region",
+            ),
+        ] {
+            let error = iam(url, region)
+                .err()
+                .unwrap_or_else(|| panic!("{url} accepted"));
+            assert_eq!(error.name, variable, "{url}");
+            assert!(error.to_string().contains(says), "{error}");
+            assert!(
+                !error.to_string().contains("s3cr3t"),
+                "the message must not quote the password: {error}"
+            );
+        }
+        assert_eq!(
+            parse(&[("DATABASE_AUTH", "iam")]).err().unwrap().name,
+            "DATABASE_AUTH"
+        );
+        assert_eq!(
+            parse(&[
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("DATABASE_AUTH", "kerberos")
+            ])
+            .err()
+            .unwrap()
+            .name,
+            "DATABASE_AUTH"
+        );
+    }
+
+    #[test]
+    fn migration_settings_are_validated() {
+        let pg = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("DATABASE_URL", "postgres://u@h/db")];
+            all.extend_from_slice(pairs);
+            parse(&all)
+        };
+        let StoreConfig::Postgres(defaults) = pg(&[]).unwrap().store else {
+            panic!()
+        };
+        assert_eq!(defaults.app_role, "counter_app");
+        assert!(defaults.migrate_on_start);
+        assert!(defaults.master_secret_arn.is_none());
+        for role in ["Counter", "1app", "app-role", "a\"b", ""] {
+            if role.is_empty() {
+                continue; // empty means unset: the default
+            }
+            assert_eq!(
+                pg(&[("DATABASE_APP_ROLE", role)]).err().unwrap().name,
+                "DATABASE_APP_ROLE",
+                "{role}"
+            );
+        }
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1234-abcd";
+        let StoreConfig::Postgres(set) = pg(&[("DATABASE_MASTER_SECRET_ARN", arn)]).unwrap().store
+        else {
+            panic!()
+        };
+        assert_eq!(set.master_secret_arn.as_deref(), Some(arn));
+        assert_eq!(secret_arn_region(arn), Some("eu-west-1"));
+        assert_eq!(
+            pg(&[("DATABASE_MASTER_SECRET_ARN", "rds!db-1234")])
+                .err()
+                .unwrap()
+                .name,
+            "DATABASE_MASTER_SECRET_ARN"
+        );
+        assert_eq!(
+            pg(&[("SCHEMA_MIGRATE_ON_START", "maybe")])
+                .err()
+                .unwrap()
+                .name,
+            "SCHEMA_MIGRATE_ON_START"
+        );
+        assert!(matches!(
+            parse(&[("SCHEMA_MIGRATE_ON_START", "false")])
+                .unwrap()
+                .store,
+            StoreConfig::Embedded {
+                migrate_on_start: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_database_url_type_redacts_itself() {
+        let url = DatabaseUrl::new("postgres://app:s3cr3t@db/c");
+        assert_eq!(url.to_string(), "postgres://app:***@db/c");
+        assert!(!format!("{url:?}").contains("s3cr3t"));
+        assert_eq!(url.expose(), "postgres://app:s3cr3t@db/c");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `counter-origin`: parse the command line, read the configuration, start logging, serve until
-//! SIGTERM/SIGINT, drain, exit. What each exit status means is [`EXIT_CODES`].
+//! SIGTERM/SIGINT, drain, exit; or `migrate`: bring the schema to this build's version, set up the
+//! application role, exit. What each exit status means is [`EXIT_CODES`].
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -29,7 +30,7 @@ const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         1,
-        "start-up failure: a port in use, a store that cannot be opened",
+        "start-up or migrate failure: a port in use, a store that cannot be opened",
     ),
     (
         2,
@@ -58,6 +59,8 @@ struct Cli {
 enum Command {
     /// Serve until SIGTERM or Ctrl-C, then drain and stop (the default)
     Serve,
+    /// Apply schema migrations, set up the least-privilege role, exit
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,10 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
+        Command::Migrate => match configuration() {
+            Ok(config) => migrate(config),
+            Err(code) => code,
+        },
     }
 }
 
@@ -81,16 +88,21 @@ fn after_help() -> String {
     text
 }
 
+/// The configuration, or the exit status of a bad one (the message is printed).
+fn configuration() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|error| {
+        eprintln!(
+            "counter-origin: invalid configuration: {error}\n\
+             (counter-origin --help lists every variable)"
+        );
+        ExitCode::from(BAD_CONFIGURATION)
+    })
+}
+
 fn serve() -> ExitCode {
-    let config = match Config::from_env() {
+    let config = match configuration() {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!(
-                "counter-origin: invalid configuration: {error}\n\
-                 (counter-origin --help lists every variable)"
-            );
-            return ExitCode::from(BAD_CONFIGURATION);
-        }
+        Err(code) => return code,
     };
     telemetry::logs::init(&config.log_level, config.traces.is_some());
     let runtime = match config.worker_threads {
@@ -191,7 +203,7 @@ fn explain(error: &StartError, config: &Config) -> String {
         }
         StartError::Store(OpenError::Url(source)) => {
             let url = match &config.store {
-                StoreConfig::Postgres(pg) => pg.url.as_str(),
+                StoreConfig::Postgres(pg) => pg.url.expose(),
                 StoreConfig::Embedded { .. } => "",
             };
             match url.split_once("://").map(|(scheme, _)| scheme) {
@@ -295,5 +307,25 @@ mod tests {
         assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
         assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
         assert_eq!(url("10.0.0.7:80"), "http://10.0.0.7:80/");
+    }
+}
+
+/// `counter-origin migrate` (see `store::migrate`): one run, one log line, exit 0 or 1.
+fn migrate(config: Config) -> ExitCode {
+    telemetry::logs::init(&config.log_level, false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(counter_origin::store::migrate::run(&config)) {
+        Ok(report) => {
+            tracing::info!(%report, "migration done");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "migration failed");
+            eprintln!("counter-origin migrate: {error}");
+            ExitCode::from(FAILED_TO_START)
+        }
     }
 }

@@ -92,6 +92,13 @@ fsync = off
 full_page_writes = off
 CONF
   fi
+  # As on RDS, members of rds_iam sign in with a password (there: an IAM token) over TLS only; the
+  # IAM tests create rds_iam and set their role's password to the token. First match wins, so
+  # these lines go before initdb's trust lines.
+  { printf 'hostssl all +rds_iam 127.0.0.1/32 password\nhostssl all +rds_iam ::1/128 password\n'
+    printf 'host all +rds_iam 127.0.0.1/32 reject\nhost all +rds_iam ::1/128 reject\n'
+    cat "$dir/data/pg_hba.conf"; } >"$dir/pg_hba.conf" && mv "$dir/pg_hba.conf" "$dir/data/pg_hba.conf"
+  chown "$user" "$dir/data/pg_hba.conf"
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
   # shellcheck disable=SC2064 # expand now: the trap must stop this very server.

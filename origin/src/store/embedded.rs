@@ -85,7 +85,9 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl EmbeddedStore {
-    pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
+    /// Opens (or creates) the file and brings its schema to this build's version, or with
+    /// `migrate` false only checks that it is there.
+    pub fn open(data_dir: &Path, migrate: bool) -> Result<Self, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
             path: data_dir.display().to_string(),
             source,
@@ -104,15 +106,12 @@ impl EmbeddedStore {
             source,
         };
         let connection = connect(&path).map_err(failed)?;
-        connection
-            .execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS request_counter_state (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
-                 INSERT INTO request_counter_state (id, value) VALUES ({COUNTER_ID}, 0) ON CONFLICT (id) DO NOTHING;
-                 CREATE TABLE IF NOT EXISTS counter_idempotency_keys (
-                     key TEXT PRIMARY KEY, value BIGINT NOT NULL, created_at INTEGER NOT NULL DEFAULT (unixepoch()));
-                 CREATE INDEX IF NOT EXISTS counter_idempotency_keys_created_at ON counter_idempotency_keys (created_at);"
-            ))
-            .map_err(failed)?;
+        super::schema::sqlite::prepare(&connection, migrate).map_err(|source| {
+            OpenError::Schema {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
         // A file made before auto_vacuum was set keeps its mode until VACUUM rewrites it (once).
         let auto_vacuum: i64 = connection
             .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
@@ -320,7 +319,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let store = EmbeddedStore::open(dir.path(), true).unwrap();
         (dir, store)
     }
 
@@ -354,13 +353,13 @@ mod tests {
     fn a_journal_without_its_database_refuses_to_start_from_zero() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = EmbeddedStore::open(dir.path()).unwrap();
+            let store = EmbeddedStore::open(dir.path(), true).unwrap();
             // Keep the files as a killed process leaves them: the connection is never closed.
             std::mem::forget(store);
         }
         std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
         assert!(matches!(
-            EmbeddedStore::open(dir.path()),
+            EmbeddedStore::open(dir.path(), true),
             Err(OpenError::OrphanedJournal { .. })
         ));
     }
@@ -387,7 +386,7 @@ mod tests {
             )
             .unwrap();
         }
-        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let store = EmbeddedStore::open(dir.path(), true).unwrap();
         assert_eq!(
             store.add(1).await.unwrap(),
             42,

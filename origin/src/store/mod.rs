@@ -3,11 +3,17 @@
 //!
 //! Both keep the original system's schema: `request_counter_state(id INTEGER PRIMARY KEY,
 //! value BIGINT NOT NULL)` with the counter in row `id = 1`, so the origin can take over a
-//! database the original filled. The schema is created on first use, idempotently.
+//! database the original filled. The schema is versioned ([`schema`], `origin/migrations/`); the
+//! statements each store runs are in [`statements`]; [`migrate`] is the `migrate` subcommand.
 
+mod aws;
 mod embedded;
+pub mod iam;
 mod keyed_batch;
+pub mod migrate;
 mod postgres;
+pub mod schema;
+pub mod statements;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -79,7 +85,10 @@ pub fn open(
     statement_timeout: Duration,
 ) -> Result<Arc<dyn CounterStore>, OpenError> {
     Ok(match config {
-        StoreConfig::Embedded { data_dir } => Arc::new(EmbeddedStore::open(data_dir)?),
+        StoreConfig::Embedded {
+            data_dir,
+            migrate_on_start,
+        } => Arc::new(EmbeddedStore::open(data_dir, *migrate_on_start)?),
         StoreConfig::Postgres(pg) => Arc::new(PostgresStore::new(pg, statement_timeout)?),
     })
 }
@@ -115,8 +124,17 @@ pub enum OpenError {
         path: String,
         source: std::io::Error,
     },
+    #[error("embedded store at {path}: {source}")]
+    Schema {
+        path: String,
+        source: schema::SchemaError,
+    },
     #[error("DATABASE_URL: {0}")]
     Url(tokio_postgres::Error),
+    #[error("DATABASE_AUTH=iam needs TLS: RDS accepts IAM tokens over TLS only")]
+    IamWithoutTls,
+    #[error("DATABASE_AUTH=iam needs {0} in DATABASE_URL: the token is signed for it")]
+    IamScope(&'static str),
     #[error("DATABASE_CA_FILE {path}: {reason}")]
     CaFile { path: String, reason: String },
     #[error("database pool: {0}")]

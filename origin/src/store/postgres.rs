@@ -1,62 +1,44 @@
 //! PostgreSQL through a small `deadpool-postgres` pool: TLS by rustls (verified against a CA file
 //! or the system roots), prepared statements, and `statement_timeout` set once per connection at
 //! start-up so an increment costs one round trip (no pre-ping, no BEGIN/COMMIT: the single
-//! `UPDATE … RETURNING` commits on its own).
+//! `UPDATE … RETURNING` commits on its own). Signs in with the URL's password or, with
+//! `DATABASE_AUTH=iam`, an RDS IAM token per new connection (`iam.rs`); the first connection
+//! checks (or brings) the schema at this build's version (`schema.rs`) before any statement runs.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
+use super::iam::{IamConnect, TokenScope, TokenSource};
+use super::statements::postgres::{ADD, GET, LOCK, PRUNE, PRUNE_SLICE, STORED_KEYS, STORE_KEYS};
 use super::{
-    describe, BoxFuture, CounterStore, KeyedAdd, KeyedBatch, OpenError, StoreError, COUNTER_ID,
+    describe, schema, BoxFuture, CounterStore, KeyedAdd, KeyedBatch, OpenError, StoreError,
+    COUNTER_ID,
 };
-use crate::config::{PostgresConfig, TlsMode};
+use crate::config::{DatabaseAuth, PostgresConfig, TlsMode};
 use crate::telemetry::metrics::PoolUsage;
-
-const ADD_SQL: &str =
-    "UPDATE request_counter_state SET value = value + $1 WHERE id = $2 RETURNING value";
-const GET_SQL: &str = "SELECT value FROM request_counter_state WHERE id = $1";
-
-/// Creating the table and its row under a transaction-scoped advisory lock: `CREATE TABLE IF NOT
-/// EXISTS` alone races when many pods start at once (two sessions both try to create it).
-const MIGRATION_SQL: &str = "BEGIN;
-SELECT pg_advisory_xact_lock(7243012001);
-CREATE TABLE IF NOT EXISTS request_counter_state (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
-INSERT INTO request_counter_state (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
-CREATE TABLE IF NOT EXISTS counter_idempotency_keys (
-    key TEXT PRIMARY KEY,
-    value BIGINT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS counter_idempotency_keys_created_at ON counter_idempotency_keys (created_at);
-COMMIT;";
-
-/// Taking the counter row's lock first serialises keyed batches across pods: once we hold it, a
-/// key committed by anyone else is visible to our next statement (READ COMMITTED).
-const LOCK_SQL: &str = "SELECT value FROM request_counter_state WHERE id = $1 FOR UPDATE";
-const STORED_KEYS_SQL: &str = "SELECT key, value FROM counter_idempotency_keys WHERE key = ANY($1)";
-const STORE_KEYS_SQL: &str =
-    "INSERT INTO counter_idempotency_keys (key, value) SELECT * FROM unnest($1::text[], $2::bigint[])";
-/// Pruning deletes in slices so it never holds many row locks or runs one long statement.
-const PRUNE_SQL: &str = "DELETE FROM counter_idempotency_keys WHERE key IN (
-    SELECT key FROM counter_idempotency_keys WHERE created_at < now() - make_interval(secs => $1) LIMIT 5000)";
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Set once the schema was found at (or brought to) this build's version.
     schema_ready: AtomicBool,
+    /// `SCHEMA_MIGRATE_ON_START`: whether a connection may apply pending migrations.
+    migrate_on_start: bool,
+    /// `Some` in IAM mode: what the tokens are signed for, to explain a refused one.
+    iam: Option<TokenScope>,
     /// Client-side bound on a call: the server's statement_timeout plus the time to hear about it.
     call_timeout: Duration,
 }
 
 impl PostgresStore {
+    /// Must be called inside the tokio runtime (IAM mode starts its credentials task).
     pub fn new(config: &PostgresConfig, statement_timeout: Duration) -> Result<Self, OpenError> {
-        let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(OpenError::Url)?;
+        let mut pg = config.url.driver_config().map_err(OpenError::Url)?;
         pg.application_name("counter-origin")
             .connect_timeout(config.connect_timeout)
             .options(format!(
@@ -68,23 +50,36 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match config.tls {
-            TlsMode::Disable => {
+        let mut iam = None;
+        let manager = match (config.tls, &config.auth) {
+            (TlsMode::Disable, DatabaseAuth::Password) => {
                 pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
                 Manager::from_config(pg, NoTls, manager_config)
             }
-            TlsMode::Require => {
+            (TlsMode::Require, DatabaseAuth::Password) => {
                 pg.ssl_mode(tokio_postgres::config::SslMode::Require);
                 let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
                     config.ca_file.as_deref(),
                 )?);
                 Manager::from_config(pg, tls, manager_config)
             }
+            (TlsMode::Disable, DatabaseAuth::Iam(_)) => return Err(OpenError::IamWithoutTls),
+            (TlsMode::Require, DatabaseAuth::Iam(auth)) => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let scope = token_scope(&pg, &auth.region)?;
+                iam = Some(scope.clone());
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+                    config.ca_file.as_deref(),
+                )?);
+                let tokens = TokenSource::start(scope, auth);
+                Manager::from_connect(pg, IamConnect { tls, tokens }, manager_config)
+            }
         };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(config.connect_timeout))
+            // In IAM mode this also bounds the wait for credentials (see iam.rs).
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.connect_timeout))
             .build()
@@ -92,28 +87,58 @@ impl PostgresStore {
         Ok(Self {
             pool,
             schema_ready: AtomicBool::new(false),
+            migrate_on_start: config.migrate_on_start,
+            iam,
             call_timeout: statement_timeout + Duration::from_secs(1),
         })
     }
 
-    /// A pooled connection with the schema in place. Failing here means nothing was sent.
+    /// A pooled connection with the schema at this build's version. Failing here means nothing
+    /// was sent.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("connect: {}", describe(&e))))?;
+        let client = self.pool.get().await.map_err(|e| self.connect_error(e))?;
         if !self.schema_ready.load(Ordering::Acquire) {
-            if let Err(e) = client.batch_execute(MIGRATION_SQL).await {
-                // The connection may be inside the failed transaction: never reuse it.
-                drop(deadpool_postgres::Object::take(client));
-                return Err(StoreError::Unavailable(format!("schema: {}", describe(&e))));
+            match schema::postgres::prepare(&client, self.migrate_on_start).await {
+                Ok(outcome) => {
+                    tracing::info!(%outcome, "database schema ready");
+                    self.schema_ready.store(true, Ordering::Release);
+                }
+                Err(e) => {
+                    // The connection may be inside a failed transaction: never reuse it.
+                    drop(deadpool_postgres::Object::take(client));
+                    return Err(StoreError::Unavailable(format!("schema: {e}")));
+                }
             }
-            self.schema_ready.store(true, Ordering::Release);
         }
         Ok(client)
     }
 
+    /// Why no connection could be had, with what to check when an IAM token was refused.
+    fn connect_error(&self, error: PoolError) -> StoreError {
+        let refused = match &error {
+            PoolError::Backend(e) => matches!(
+                e.code(),
+                Some(&SqlState::INVALID_PASSWORD | &SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+            ),
+            _ => false,
+        };
+        match (&self.iam, refused) {
+            (Some(scope), true) => StoreError::Unavailable(format!(
+                "connect: the database refused the IAM token for user {:?} at {}:{} signed for region {}: \
+                 check AWS_REGION, the user in DATABASE_URL, and that the pod's IAM role may rds-db:connect as that user ({})",
+                scope.user,
+                scope.host,
+                scope.port,
+                scope.region,
+                describe(&error)
+            )),
+            (Some(_), false) if matches!(error, PoolError::Timeout(_)) => StoreError::Unavailable(format!(
+                "connect: {} (DATABASE_AUTH=iam: a new connection also waits for AWS credentials, see the log)",
+                describe(&error)
+            )),
+            _ => StoreError::Unavailable(format!("connect: {}", describe(&error))),
+        }
+    }
     /// Runs one prepared statement returning one value, and says what a failure means.
     async fn query_value(
         &self,
@@ -142,6 +167,25 @@ impl PostgresStore {
     }
 }
 
+/// What an IAM token is signed for: the one TCP host, port and user of the URL (config.rs checked
+/// that they are there).
+fn token_scope(pg: &tokio_postgres::Config, region: &str) -> Result<TokenScope, OpenError> {
+    let host = match pg.get_hosts() {
+        [tokio_postgres::config::Host::Tcp(host)] => host.clone(),
+        _ => return Err(OpenError::IamScope("exactly one TCP host")),
+    };
+    let user = pg
+        .get_user()
+        .ok_or(OpenError::IamScope("a user"))?
+        .to_string();
+    Ok(TokenScope {
+        host,
+        port: pg.get_ports().first().copied().unwrap_or(5432),
+        user,
+        region: region.to_string(),
+    })
+}
+
 /// A database error response means the statement was rolled back (autocommit); anything else
 /// after sending (connection closed, I/O) leaves the outcome unknown.
 fn classify(e: &tokio_postgres::Error) -> StoreError {
@@ -165,13 +209,10 @@ impl PostgresStore {
         committing: &std::sync::atomic::AtomicBool,
     ) -> Result<KeyedAdd, tokio_postgres::Error> {
         let transaction = client.transaction().await?;
-        let locked: i64 = transaction
-            .query_one(LOCK_SQL, &[&COUNTER_ID])
-            .await?
-            .get(0);
+        let locked: i64 = transaction.query_one(LOCK, &[&COUNTER_ID]).await?.get(0);
         let keys = KeyedBatch::distinct_keys(entries);
         let stored: HashMap<String, i64> = transaction
-            .query(STORED_KEYS_SQL, &[&keys])
+            .query(STORED_KEYS, &[&keys])
             .await?
             .iter()
             .map(|row| (row.get(0), row.get(1)))
@@ -179,7 +220,7 @@ impl PostgresStore {
         let batch = KeyedBatch::plan(entries, &stored);
         let after = if batch.new_count() > 0 {
             transaction
-                .query_one(ADD_SQL, &[&batch.new_count(), &COUNTER_ID])
+                .query_one(ADD, &[&batch.new_count(), &COUNTER_ID])
                 .await?
                 .get(0)
         } else {
@@ -189,7 +230,7 @@ impl PostgresStore {
             batch.keys_to_store(after).into_iter().unzip();
         if !new_keys.is_empty() {
             transaction
-                .execute(STORE_KEYS_SQL, &[&new_keys, &new_values])
+                .execute(STORE_KEYS, &[&new_keys, &new_values])
                 .await?;
         }
         committing.store(true, Ordering::Relaxed);
@@ -203,7 +244,7 @@ impl PostgresStore {
 
 impl CounterStore for PostgresStore {
     fn add(&self, n: i64) -> BoxFuture<'_, Result<i64, StoreError>> {
-        Box::pin(async move { self.query_value(ADD_SQL, &[&n, &COUNTER_ID]).await })
+        Box::pin(async move { self.query_value(ADD, &[&n, &COUNTER_ID]).await })
     }
 
     fn add_keyed(
@@ -247,11 +288,11 @@ impl CounterStore for PostgresStore {
             let mut pruned = 0;
             loop {
                 let deleted = client
-                    .execute(PRUNE_SQL, &[&seconds])
+                    .execute(PRUNE, &[&seconds])
                     .await
                     .map_err(|e| classify(&e))?;
                 pruned += deleted;
-                if deleted < 5000 {
+                if deleted < PRUNE_SLICE {
                     return Ok(pruned);
                 }
             }
@@ -261,7 +302,7 @@ impl CounterStore for PostgresStore {
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         // A failed read changes nothing: never ambiguous.
         Box::pin(async move {
-            self.query_value(GET_SQL, &[&COUNTER_ID])
+            self.query_value(GET, &[&COUNTER_ID])
                 .await
                 .map_err(|e| match e {
                     StoreError::Ambiguous(m) => StoreError::Unavailable(m),
@@ -287,7 +328,9 @@ impl CounterStore for PostgresStore {
 
 /// rustls with the CAs in `ca_file` (e.g. the RDS bundle), or the system roots when unset.
 /// Chain and host name are always verified.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, OpenError> {
+pub(crate) fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, OpenError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
 

@@ -107,7 +107,7 @@ impl Database {
                     KeyValue::new("db.statement", POSTGRES_ADD_SQL),
                 ];
                 // Already validated by the store; an unparsable URL just records less.
-                if let Ok(url) = pg.url.parse::<tokio_postgres::Config>() {
+                if let Ok(url) = pg.url.driver_config() {
                     if let Some(name) = url.get_dbname() {
                         attributes.push(KeyValue::new("db.name", name.to_string()));
                     }
@@ -565,7 +565,7 @@ mod tests {
 
     #[test]
     fn the_recorded_statements_are_the_ones_the_stores_send() {
-        assert!(include_str!("../store/postgres.rs").contains(POSTGRES_ADD_SQL));
+        assert!(include_str!("../store/statements.rs").contains(POSTGRES_ADD_SQL));
         let embedded = include_str!("../store/embedded.rs");
         assert!(embedded.contains(EMBEDDED_ADD_SQL));
         assert!(embedded.contains(&format!("FILE_NAME: &str = \"{EMBEDDED_FILE}\"")));
@@ -582,13 +582,11 @@ mod tests {
 
     #[test]
     fn the_statement_span_names_the_database_but_never_the_password() {
-        let pg = StoreConfig::Postgres(crate::config::PostgresConfig {
-            url: "postgres://counter_app:s3cret@db.internal:6432/counter?sslmode=require".into(),
-            tls: crate::config::TlsMode::Require,
-            ca_file: None,
-            pool_size: 1,
-            connect_timeout: Duration::from_secs(1),
-        });
+        let pg = StoreConfig::Postgres(crate::config::PostgresConfig::new(
+            "postgres://counter_app:s3cret@db.internal:6432/counter?sslmode=require",
+            crate::config::TlsMode::Require,
+            None,
+        ));
         let database = Database::of(&pg);
         let get = |key: &str| {
             database

@@ -1,12 +1,13 @@
-//! The HTTP contract of docs/design.md §1, held by both stores.
+//! The HTTP contract of docs/design.md §1, held by every store (PostgreSQL also as the
+//! least-privilege role signed in with an IAM token).
 
 use hyper::{Method, StatusCode};
 
-use crate::helpers::{send, spawn_app, BOTH};
+use crate::helpers::{send, spawn_app, STORES};
 
 #[tokio::test]
 async fn counter_reads_and_increments_with_the_documented_headers() {
-    for backend in BOTH {
+    for backend in STORES {
         let app = spawn_app(backend, &[]).await;
         app.await_readiness(StatusCode::OK).await;
 
@@ -36,7 +37,7 @@ async fn counter_reads_and_increments_with_the_documented_headers() {
 
 #[tokio::test]
 async fn etag_revalidation_answers_304_until_the_value_changes() {
-    for backend in BOTH {
+    for backend in STORES {
         let app = spawn_app(backend, &[]).await;
         app.post_counter().await;
         let read = app.get("/api/counter").await;
@@ -83,7 +84,7 @@ async fn etag_revalidation_answers_304_until_the_value_changes() {
 
 #[tokio::test]
 async fn probes_are_split_and_metrics_live_only_on_their_own_listener() {
-    for backend in BOTH {
+    for backend in STORES {
         let app = spawn_app(backend, &[]).await;
         let health = app.get("/healthz").await;
         assert_eq!(
@@ -118,7 +119,7 @@ async fn probes_are_split_and_metrics_live_only_on_their_own_listener() {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_get_json_errors_with_allow() {
-    for backend in BOTH {
+    for backend in STORES {
         let app = spawn_app(backend, &[]).await;
         let missing = app.get("/nope/../../etc/passwd").await;
         assert_eq!(

@@ -18,9 +18,14 @@ use tokio::net::TcpStream;
 pub enum Backend {
     Postgres,
     Embedded,
+    /// PostgreSQL as production runs it: the schema made by `counter-origin migrate`, the origin
+    /// signed in as the least-privilege role with an IAM token over verified TLS, never any DDL.
+    AppRole,
 }
 
 pub const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Embedded];
+/// Every way the origin stores the counter (the contract holds for each).
+pub const STORES: [Backend; 3] = [Backend::Postgres, Backend::AppRole, Backend::Embedded];
 
 /// The admin URL of the test PostgreSQL server.
 pub fn admin_url() -> String {
@@ -80,6 +85,16 @@ pub struct TestApp {
 /// Settings every test app uses: loopback ports chosen by the kernel, no drain wait, fast
 /// readiness checks. `overrides` win.
 pub async fn spawn_app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(backend, overrides, |_| {}).await
+}
+
+/// [`spawn_app`], and `edit` changes the parsed configuration before the origin starts (for what
+/// no variable sets, e.g. fixed AWS credentials).
+pub async fn spawn_app_with(
+    backend: Backend,
+    overrides: &[(&str, &str)],
+    edit: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut vars: HashMap<String, String> = [
         ("LISTEN_ADDR", "127.0.0.1:0"),
         ("METRICS_ADDR", "127.0.0.1:0"),
@@ -98,11 +113,28 @@ pub async fn spawn_app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp 
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let (database_url, data_dir) = match backend {
-        Backend::Postgres => (Some(fresh_database().await), None),
+        Backend::Postgres | Backend::AppRole => (Some(fresh_database().await), None),
         Backend::Embedded => (None, Some(tempfile::tempdir().unwrap())),
     };
     if let Some(url) = &database_url {
         vars.insert("DATABASE_URL".into(), url.clone());
+    }
+    let iam = matches!(backend, Backend::AppRole);
+    if iam {
+        let admin = database_url.as_ref().unwrap();
+        let role = app_role_name();
+        migrate(admin, &role).await;
+        let app_url = app_role_url(admin, &role);
+        set_token_password(admin, &role, &iam_token(&app_url, IAM_TEST_REGION)).await;
+        for (k, v) in [
+            ("DATABASE_URL", app_url.as_str()),
+            ("DATABASE_AUTH", "iam"),
+            ("AWS_REGION", IAM_TEST_REGION),
+            ("DATABASE_CA_FILE", &test_ca()),
+            ("SCHEMA_MIGRATE_ON_START", "false"),
+        ] {
+            vars.insert(k.into(), v.into());
+        }
     }
     if let Some(dir) = &data_dir {
         vars.insert("DATA_DIR".into(), dir.path().display().to_string());
@@ -110,7 +142,12 @@ pub async fn spawn_app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp 
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
     }
-    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("valid test configuration");
+    let mut config =
+        Config::from_lookup(|k| vars.get(k).cloned()).expect("valid test configuration");
+    if iam {
+        fix_iam_credentials(&mut config);
+    }
+    edit(&mut config);
     let running = counter_origin::start(config).await.expect("origin starts");
     TestApp {
         addr: running.addr,
@@ -312,4 +349,121 @@ impl RowLock {
     pub async fn release(self) {
         self.client.batch_execute("COMMIT").await.unwrap();
     }
+}
+
+/// The CA of the test server's certificate (`make test` makes one).
+pub fn test_ca() -> String {
+    std::env::var("TEST_PG_TLS_CA_FILE").expect(
+        "TEST_PG_TLS_CA_FILE is not set: `make test` starts PostgreSQL with TLS from a throwaway CA and sets it; \
+         with your own DATABASE_URL, also set TEST_PG_TLS_CA_FILE to the CA of its server certificate",
+    )
+}
+
+/// The region the IAM tests sign for (any region: the test server compares the token as a password).
+pub const IAM_TEST_REGION: &str = "eu-west-1";
+
+/// The fixed inputs of every IAM token in the tests (AWS's documented example keys).
+pub fn iam_test_credentials() -> (aws_credential_types::Credentials, std::time::SystemTime) {
+    (
+        aws_credential_types::Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            Some("IQoJb3JpZ2luX2VjEXAMPLE+session/token==".into()),
+            None,
+            "tests",
+        ),
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600), // 2026-01-01
+    )
+}
+
+/// Makes an IAM-mode configuration sign with [`iam_test_credentials`].
+pub fn fix_iam_credentials(config: &mut Config) {
+    use counter_origin::config::{AwsCredentials, DatabaseAuth, StoreConfig};
+    let StoreConfig::Postgres(pg) = &mut config.store else {
+        panic!("not a PostgreSQL configuration")
+    };
+    let DatabaseAuth::Iam(iam) = &mut pg.auth else {
+        panic!("not DATABASE_AUTH=iam")
+    };
+    let (credentials, signing_time) = iam_test_credentials();
+    iam.credentials = AwsCredentials::Fixed {
+        credentials,
+        signing_time,
+    };
+}
+
+/// A role name of its own for each test: roles are shared by all databases of the server.
+pub fn app_role_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "counter_app_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `counter-origin migrate` on the database at `admin_url` (the test server's superuser
+/// stands in for the RDS master user) with `role` as the application role. The test server's
+/// `rds_iam` role exists first, as on RDS: its members sign in with a password over TLS only.
+pub async fn migrate(admin_url: &str, role: &str) -> counter_origin::store::migrate::Report {
+    let admin = pg_connect(admin_url).await;
+    admin
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        )
+        .await
+        .expect("CREATE ROLE rds_iam");
+    let vars: HashMap<&str, String> = [
+        ("DATABASE_URL", admin_url.to_string()),
+        ("DATABASE_APP_ROLE", role.to_string()),
+    ]
+    .into();
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("valid configuration");
+    counter_origin::store::migrate::run(&config)
+        .await
+        .expect("migrate")
+}
+
+/// `postgres://<role>@localhost:<port>/<database>?sslmode=require`: the application's URL, over
+/// TLS to the name in the test server's certificate, with no password.
+pub fn app_role_url(admin_url: &str, role: &str) -> String {
+    let admin: tokio_postgres::Config = admin_url.parse().expect("admin URL");
+    format!(
+        "postgres://{role}@localhost:{}/{}?sslmode=require",
+        admin.get_ports().first().copied().unwrap_or(5432),
+        admin.get_dbname().expect("a database name")
+    )
+}
+
+/// The IAM token for a connection to `url` signed for `region` from the fixed test inputs.
+pub fn iam_token(url: &str, region: &str) -> String {
+    let pg: tokio_postgres::Config = url.parse().expect("URL");
+    let host = match pg.get_hosts() {
+        [tokio_postgres::config::Host::Tcp(host)] => host.clone(),
+        _ => panic!("one TCP host"),
+    };
+    let scope = counter_origin::store::iam::TokenScope {
+        host,
+        port: pg.get_ports().first().copied().unwrap_or(5432),
+        user: pg.get_user().expect("a user").to_string(),
+        region: region.to_string(),
+    };
+    let (credentials, time) = iam_test_credentials();
+    scope
+        .sign(&credentials, time)
+        .expect("token")
+        .expose()
+        .to_string()
+}
+
+/// What RDS does with a valid token, the test server does with a password: sets `role`'s
+/// password to `token`.
+pub async fn set_token_password(admin_url: &str, role: &str, token: &str) {
+    let admin = pg_connect(admin_url).await;
+    let literal = token.replace('\'', "''");
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{literal}'"))
+        .await
+        .expect("ALTER ROLE … PASSWORD");
 }

@@ -22,19 +22,14 @@ async fn open_store(backend: Backend) -> (Box<dyn CounterStore>, Place) {
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
             (
-                Box::new(EmbeddedStore::open(dir.path()).unwrap()),
+                Box::new(EmbeddedStore::open(dir.path(), true).unwrap()),
                 Place::File(dir),
             )
         }
+        Backend::AppRole => panic!("the store-level tests open Postgres or Embedded"),
         Backend::Postgres => {
             let url = fresh_database().await;
-            let config = PostgresConfig {
-                url: url.clone(),
-                tls: TlsMode::Disable,
-                ca_file: None,
-                pool_size: 2,
-                connect_timeout: Duration::from_secs(5),
-            };
+            let config = PostgresConfig::new(url.clone(), TlsMode::Disable, None);
             (
                 Box::new(PostgresStore::new(&config, Duration::from_secs(5)).unwrap()),
                 Place::Database(url),

@@ -23,13 +23,7 @@ fn tls_url(plain: &str) -> String {
 }
 
 fn store(url: String, ca_file: Option<String>) -> PostgresStore {
-    let config = PostgresConfig {
-        url,
-        tls: TlsMode::Require,
-        ca_file: ca_file.map(Into::into),
-        pool_size: 2,
-        connect_timeout: Duration::from_secs(5),
-    };
+    let config = PostgresConfig::new(url, TlsMode::Require, ca_file.map(Into::into));
     PostgresStore::new(&config, Duration::from_secs(2)).expect("store configuration")
 }
 

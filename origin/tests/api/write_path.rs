@@ -67,7 +67,13 @@ async fn two_thousand_concurrent_posts_get_exactly_the_next_two_thousand_values(
 
 #[tokio::test]
 async fn increments_waiting_behind_a_statement_are_committed_together() {
-    let app = spawn_app(Backend::Postgres, &[("MAX_BATCH", "512")]).await;
+    // 2,000 clients at once: above the default connection limit (1,024), where the rest would
+    // wait in the backlog instead of the write queue this test fills.
+    let app = spawn_app(
+        Backend::Postgres,
+        &[("MAX_BATCH", "512"), ("MAX_CONNECTIONS", "4096")],
+    )
+    .await;
     let lock = RowLock::take(&app).await;
     // One increment takes the writer into a statement that blocks on the row lock …
     let addr = app.addr;

@@ -1,0 +1,262 @@
+//! `counter-origin migrate`: brings the schema to this build's version and sets up the
+//! least-privilege application role, then exits. It runs apart from serving (a Kubernetes Job, an
+//! Argo CD PreSync hook) with the master credentials, which the serving pods never see: fetched
+//! from Secrets Manager at run time (`DATABASE_MASTER_SECRET_ARN`), so RDS may rotate them freely.
+
+use std::fmt;
+
+use super::statements::postgres::APP_PRIVILEGES;
+use super::{describe, schema};
+use crate::config::{secret_arn_region, Config, PostgresConfig, StoreConfig, TlsMode};
+
+/// What a migration run did, for its one log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub schema: schema::Outcome,
+    /// The role set up (PostgreSQL only).
+    pub app_role: Option<String>,
+    /// Whether the role was made a member of `rds_iam` (the server is RDS).
+    pub rds_iam: bool,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.schema)?;
+        if let Some(role) = &self.app_role {
+            write!(f, "; role {role} granted the service's privileges")?;
+            if self.rds_iam {
+                write!(f, " and rds_iam (it signs in with IAM tokens)")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("DATABASE_URL: {0}")]
+    Url(String),
+    #[error("master secret {arn}: {reason}")]
+    Secret { arn: String, reason: String },
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
+    #[error("application role {role}: {reason}")]
+    Role { role: String, reason: String },
+    #[error(transparent)]
+    Open(#[from] super::OpenError),
+}
+
+/// Runs the migration for the configured store.
+pub async fn run(config: &Config) -> Result<Report, MigrateError> {
+    match &config.store {
+        StoreConfig::Embedded { data_dir, .. } => {
+            let path = data_dir.join(super::embedded::FILE_NAME);
+            let connection = std::fs::create_dir_all(data_dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| rusqlite::Connection::open(&path).map_err(|e| e.to_string()))
+                .map_err(|e| MigrateError::Connect(format!("{}: {e}", path.display())))?;
+            Ok(Report {
+                schema: schema::sqlite::prepare(&connection, true)?,
+                app_role: None,
+                rds_iam: false,
+            })
+        }
+        StoreConfig::Postgres(pg) => run_postgres(pg).await,
+    }
+}
+
+async fn run_postgres(config: &PostgresConfig) -> Result<Report, MigrateError> {
+    let mut pg = config
+        .url
+        .driver_config()
+        .map_err(|e| MigrateError::Url(e.to_string()))?;
+    pg.application_name("counter-origin migrate")
+        .connect_timeout(config.connect_timeout);
+    if let Some(arn) = &config.master_secret_arn {
+        let master = master_credentials(arn).await?;
+        pg.user(&master.username).password(master.password);
+    }
+    let client = match config.tls {
+        TlsMode::Disable => {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            let (client, connection) = pg
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| MigrateError::Connect(describe(&e)))?;
+            tokio::spawn(connection);
+            client
+        }
+        TlsMode::Require => {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(super::postgres::tls_config(
+                config.ca_file.as_deref(),
+            )?);
+            let (client, connection) = pg
+                .connect(tls)
+                .await
+                .map_err(|e| MigrateError::Connect(describe(&e)))?;
+            tokio::spawn(connection);
+            client
+        }
+    };
+    let outcome = schema::postgres::prepare(&client, true).await?;
+    let rds_iam = app_role::set_up(&client, &config.app_role)
+        .await
+        .map_err(|e| MigrateError::Role {
+            role: config.app_role.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Report {
+        schema: outcome,
+        app_role: Some(config.app_role.clone()),
+        rds_iam,
+    })
+}
+
+/// The master user's sign-in, from the RDS-managed secret (JSON with `username` and `password`).
+struct MasterCredentials {
+    username: String,
+    password: String,
+}
+
+async fn master_credentials(arn: &str) -> Result<MasterCredentials, MigrateError> {
+    let failed = |reason: String| MigrateError::Secret {
+        arn: arn.to_string(),
+        reason,
+    };
+    // config.rs checked the ARN's shape; its region is the secret's, whatever AWS_REGION says.
+    let region = secret_arn_region(arn).ok_or_else(|| failed("not a secret ARN".into()))?;
+    let sdk = super::aws::sdk_config(region).await;
+    let answer = aws_sdk_secretsmanager::Client::new(&sdk)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| failed(describe(&e)))?;
+    let text = answer
+        .secret_string()
+        .ok_or_else(|| failed("the secret has no string value".into()))?;
+    // The error never quotes the secret's text: it holds the password.
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| failed("the secret is not JSON".into()))?;
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| failed(format!("the secret has no string \"{name}\"")))
+    };
+    Ok(MasterCredentials {
+        username: field("username")?,
+        password: field("password")?,
+    })
+}
+
+pub mod app_role {
+    //! The application role: may read and update the counter row, and read, insert and delete
+    //! idempotency keys ([`APP_PRIVILEGES`]); owns nothing, creates nothing. On RDS it is a member of
+    //! `rds_iam`, so it signs in with IAM tokens only and has no password at all.
+
+    use tokio_postgres::Client;
+
+    use super::APP_PRIVILEGES;
+    use crate::store::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum RoleError {
+        #[error(
+            "it exists with more than login rights (superuser, createdb, createrole, replication \
+             or bypassrls): remove them by hand, the service must not hold them"
+        )]
+        TooPowerful,
+        #[error("{0}")]
+        Database(String),
+    }
+
+    impl From<tokio_postgres::Error> for RoleError {
+        fn from(e: tokio_postgres::Error) -> Self {
+            Self::Database(describe(&e))
+        }
+    }
+
+    /// `"name"`: config.rs allows only `[a-z_][a-z0-9_]*`, so this is exact, not an escape.
+    fn quoted(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// Creates the role if missing, and grants it exactly [`APP_PRIVILEGES`] (revoking anything
+    /// else it holds on this database's tables), in one transaction. Returns whether it was made
+    /// a member of `rds_iam`. Refuses a pre-existing role with more powers than a login.
+    pub async fn set_up(client: &Client, role: &str) -> Result<bool, RoleError> {
+        client.batch_execute("BEGIN").await?;
+        let result = set_up_in_transaction(client, role).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = client.batch_execute(end).await;
+        let rds_iam = result?;
+        ended?;
+        Ok(rds_iam)
+    }
+
+    async fn set_up_in_transaction(client: &Client, role: &str) -> Result<bool, RoleError> {
+        let name = quoted(role);
+        // Roles are shared by every database of the server: one migration at a time.
+        client
+            .execute("SELECT pg_advisory_xact_lock(7243012002)", &[])
+            .await?;
+        let existing = client
+            .query_opt(
+                "SELECT rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls \
+                 FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await?;
+        match existing {
+            // NOLOGIN until granted: it can never sign in half set up (and the whole transaction
+            // commits at once anyway).
+            None => {
+                client
+                    .batch_execute(&format!("CREATE ROLE {name} NOLOGIN"))
+                    .await?
+            }
+            Some(row) if row.get::<_, bool>(0) => return Err(RoleError::TooPowerful),
+            Some(_) => {}
+        }
+        let database: String = client
+            .query_one("SELECT current_database()", &[])
+            .await?
+            .get(0);
+        let database = quoted(&database);
+        // PUBLIC may create in the public schema before PostgreSQL 15, and make temporary tables in
+        // any database: take both away, so the role can only do what is granted below.
+        let mut sql = format!(
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC;
+             REVOKE ALL ON DATABASE {database} FROM {name};
+             REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name};
+             REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {name};
+             REVOKE ALL ON SCHEMA public FROM {name};
+             GRANT CONNECT ON DATABASE {database} TO {name};
+             GRANT USAGE ON SCHEMA public TO {name};\n"
+        );
+        for (table, privileges) in APP_PRIVILEGES {
+            sql.push_str(&format!(
+                "GRANT {} ON TABLE public.{} TO {name};\n",
+                privileges.join(", "),
+                quoted(table)
+            ));
+        }
+        sql.push_str(&format!("ALTER ROLE {name} LOGIN;"));
+        client.batch_execute(&sql).await?;
+        let rds_iam = client
+            .query_one("SELECT to_regrole('rds_iam') IS NOT NULL", &[])
+            .await?
+            .get::<_, bool>(0);
+        if rds_iam {
+            client
+                .batch_execute(&format!("GRANT rds_iam TO {name}"))
+                .await?;
+        }
+        Ok(rds_iam)
+    }
+}

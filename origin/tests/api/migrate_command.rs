@@ -1,0 +1,199 @@
+//! `counter-origin migrate` as the Kubernetes Job runs it: a process, configured by environment
+//! variables, exit 0 with one log line; the master credentials from Secrets Manager (here a
+//! loopback stand-in for its endpoint, reached by the real AWS SDK); bad IAM settings exit 2.
+
+use std::process::Command;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::helpers::{app_role_name, fresh_database, pg_connect};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_counter-origin");
+
+/// A command with a clean environment: no AWS profile, metadata service or region of the machine.
+fn origin(args: &[&str]) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .env_clear()
+        .env("LOG_LEVEL", "info")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+#[test]
+fn iam_mode_with_a_password_or_without_tls_exits_2_naming_the_variable() {
+    for (url, says) in [
+        (
+            "postgres://counter_app:s3cr3t@db.example/counter",
+            "no password",
+        ),
+        (
+            "postgres://counter_app@db.example/counter?sslmode=disable",
+            "TLS",
+        ),
+    ] {
+        for args in [&[][..], &["migrate"][..]] {
+            let output = origin(args)
+                .env("DATABASE_URL", url)
+                .env("DATABASE_AUTH", "iam")
+                .env("AWS_REGION", "eu-west-1")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{url} {args:?}: {stderr}");
+            assert!(
+                stderr.contains("DATABASE_URL") && stderr.contains(says),
+                "{stderr}"
+            );
+            assert!(
+                !stderr.contains("s3cr3t"),
+                "the password must not be echoed: {stderr}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn migrate_exits_0_after_one_log_line_and_twice_changes_nothing() {
+    let admin_url = fresh_database().await;
+    let role = app_role_name();
+    for expected in ["schema migrated from version 0 to 1", "schema at version 1"] {
+        let output = origin(&["migrate"])
+            .env("DATABASE_URL", &admin_url)
+            .env("DATABASE_APP_ROLE", &role)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("migration done")
+                && stdout.contains(expected)
+                && stdout.contains(&role),
+            "{stdout}"
+        );
+    }
+}
+
+/// Answers one Secrets Manager `GetSecretValue` call with `secret` (as JSON text), and hands back
+/// the request it got.
+async fn fake_secrets_manager(secret: &str) -> (String, tokio::task::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let body = serde_json::json!({
+        "ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-test-AbCdEf",
+        "Name": "rds!db-test",
+        "SecretString": secret,
+        "VersionId": "v1",
+        "VersionStages": ["AWSCURRENT"],
+        "CreatedDate": 1.767225600e9,
+    })
+    .to_string();
+    let served = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Headers, then as many body bytes as Content-Length says.
+        loop {
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the client closed before a whole request");
+            request.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(answer.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&request).to_string()
+    });
+    (endpoint, served)
+}
+
+#[tokio::test]
+async fn migrate_signs_in_with_the_master_secret_from_secrets_manager() {
+    let admin_url = fresh_database().await;
+    let admin: tokio_postgres::Config = admin_url.parse().unwrap();
+    // The URL names the server and database only; the user comes from the secret.
+    let url = format!(
+        "postgres://127.0.0.1:{}/{}?sslmode=disable",
+        admin.get_ports()[0],
+        admin.get_dbname().unwrap()
+    );
+    let (endpoint, served) =
+        fake_secrets_manager(r#"{"username":"postgres","password":"master-password-1"}"#).await;
+    let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-test-AbCdEf";
+    let role = app_role_name();
+    let output = tokio::task::spawn_blocking(move || {
+        origin(&["migrate"])
+            .env("DATABASE_URL", &url)
+            .env("DATABASE_APP_ROLE", &role)
+            .env("DATABASE_MASTER_SECRET_ARN", arn)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !stdout.contains("master-password-1"),
+        "the secret must not be logged: {stdout}"
+    );
+
+    let request = served.await.unwrap();
+    assert!(
+        request.contains("secretsmanager.GetSecretValue"),
+        "{request}"
+    );
+    assert!(
+        request.contains(arn),
+        "asks for the configured secret: {request}"
+    );
+    assert!(
+        request
+            .to_lowercase()
+            .contains("authorization: aws4-hmac-sha256 credential=akiaiosfodnn7example/")
+            && request.contains("/eu-west-1/secretsmanager/aws4_request"),
+        "SigV4-signed for the secret's region: {request}"
+    );
+    let tables: i64 = pg_connect(&admin_url)
+        .await
+        .query_one("SELECT count(*) FROM counter_schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "migrated as the secret's user");
+}
