@@ -4,7 +4,6 @@
 
 pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod compare;
 pub mod correctness;
 pub mod drive;
@@ -14,6 +13,9 @@ pub mod progress;
 pub mod report;
 pub mod stats;
 pub mod targets;
+
+/// The load client is the test kit's (the fault suite drives its load with the same one).
+pub use testkit::client;
 
 use std::io::IsTerminal;
 use std::path::Path;
