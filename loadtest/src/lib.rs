@@ -40,6 +40,13 @@ impl std::fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
+/// Test-kit failures (starting a server, a probe, a database) are setup failures here.
+impl From<testkit::Error> for SetupError {
+    fn from(error: testkit::Error) -> Self {
+        SetupError(error.to_string())
+    }
+}
+
 impl RunArgs {
     pub fn plan(&self) -> Plan {
         let (mode, warmup, duration) = match (&self.stages, self.rate) {

@@ -118,6 +118,16 @@ impl Endpoint {
         })
     }
 
+    /// The same requests (Host, prefix, TLS name from the base URL) spread over `addrs` instead
+    /// of the resolved addresses: connection `i` goes to `addrs[i % addrs.len()]`. For several
+    /// origins measured as one service. An empty list keeps the resolved addresses.
+    pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
+        if !addrs.is_empty() {
+            self.addrs = addrs;
+        }
+        self
+    }
+
     /// A `GET` of another path under the base URL (readiness, metrics).
     pub fn get_request(&self, path: &str) -> Vec<u8> {
         render("GET", &format!("{}{path}", self.prefix), &self.host)
@@ -440,6 +450,28 @@ mod tests {
         ] {
             assert_eq!(parse_value(body), None, "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[tokio::test]
+    async fn connections_spread_over_explicit_addresses() {
+        let listeners = [
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ];
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        // The base URL names a port nobody listens on: only the explicit addresses are used.
+        let endpoint = Endpoint::resolve(&format!("http://{}/prefix", crate::free_addr().unwrap()))
+            .await
+            .unwrap()
+            .with_addrs(addrs.clone());
+        for i in 0..4 {
+            let _connection = endpoint.open(i).await.unwrap();
+            let (_, peer) = listeners[i % 2].accept().await.unwrap();
+            assert!(peer.ip().is_loopback());
+        }
+        assert!(endpoint
+            .get_request("/readyz")
+            .starts_with(b"GET /prefix/readyz HTTP/1.1\r\n"));
     }
 
     #[test]
