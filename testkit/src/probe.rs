@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::response::{self, parse_answer};
+use crate::response::{self, parse_answer, parse_head_answer};
 use crate::Error;
 
 /// Largest answer a probe reads; the origin's answers are a few KB (the page) at most.
@@ -71,7 +71,7 @@ pub async fn request(
             .write_all(head.as_bytes())
             .await
             .map_err(|e| Error::io(format!("write to {addr}"), e))?;
-        read_answer(&mut stream).await
+        read_answer(&mut stream, method == "HEAD").await
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| {
         Error::Timeout(format!(
@@ -80,8 +80,9 @@ pub async fn request(
     })?
 }
 
-/// Reads until one answer is complete (by its length, its last chunk or the close).
-async fn read_answer(stream: &mut TcpStream) -> Result<Answer, Error> {
+/// Reads until one answer is complete (by its length, its last chunk or the close; by its head
+/// alone for a `HEAD` request).
+async fn read_answer(stream: &mut TcpStream, head: bool) -> Result<Answer, Error> {
     let mut buf = Vec::with_capacity(16 * 1024);
     loop {
         if buf.len() == MAX_ANSWER {
@@ -95,7 +96,12 @@ async fn read_answer(stream: &mut TcpStream) -> Result<Answer, Error> {
             .await
             .map_err(|e| Error::io("read", e))?;
         let at_eof = read == 0;
-        match parse_answer(&mut buf, at_eof) {
+        let parsed = if head {
+            parse_head_answer(&mut buf)
+        } else {
+            parse_answer(&mut buf, at_eof)
+        };
+        match parsed {
             Ok(Some(frame)) => {
                 return Ok(Answer {
                     status: frame.status,
@@ -255,6 +261,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer.header("Retry-After"), Some("1"));
+        // The length of a HEAD answer describes a body that never comes.
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n";
+        let answer = request(serve_once(head).await, "HEAD", "/", &[], timeout)
+            .await
+            .unwrap();
+        assert_eq!((answer.status, answer.body.as_str()), (200, ""));
     }
 
     #[tokio::test]

@@ -36,6 +36,17 @@ pub enum ParseError {
 /// Parses one answer from the start of `buf`. `Ok(None)`: more bytes are needed. `at_eof` says
 /// the peer has closed, so an answer without a length ends where the bytes end.
 pub fn parse_answer(buf: &mut [u8], at_eof: bool) -> Result<Option<Frame>, ParseError> {
+    parse(buf, at_eof, false)
+}
+
+/// As [`parse_answer`], for the answer to a `HEAD` request: its length headers describe a body
+/// that is not sent.
+pub fn parse_head_answer(buf: &mut [u8]) -> Result<Option<Frame>, ParseError> {
+    parse(buf, false, true)
+}
+
+#[inline]
+fn parse(buf: &mut [u8], at_eof: bool, bodiless: bool) -> Result<Option<Frame>, ParseError> {
     let mut offset = 0;
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -85,7 +96,7 @@ pub fn parse_answer(buf: &mut [u8], at_eof: bool) -> Result<Option<Frame>, Parse
             consumed,
             close,
         };
-        if status == 204 || status == 304 {
+        if bodiless || status == 204 || status == 304 {
             return Ok(Some(frame(start..start, start)));
         }
         if chunked {
@@ -231,6 +242,19 @@ mod tests {
         assert_eq!(
             parse("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nbody", true).0,
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn the_answer_to_head_has_no_body_whatever_its_length() {
+        let text = "HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n";
+        let mut buf = text.as_bytes().to_vec();
+        let frame = parse_head_answer(&mut buf).unwrap().unwrap();
+        assert_eq!((frame.body.len(), frame.consumed), (0, text.len()));
+        assert_eq!(
+            parse(text, true).0,
+            Ok(None),
+            "a GET would wait for the 12 bytes"
         );
     }
 
