@@ -1,5 +1,5 @@
 # Entry points. `make test` is the test command CI runs; `make run` serves the origin locally.
-.PHONY: run test test-rust build bench chaos
+.PHONY: run test test-rust build lint bench chaos
 
 # Loopback only: a laptop's origin is not served to its network. The image and the cluster keep
 # the 0.0.0.0 defaults. Either address can be overridden from the environment.
@@ -12,6 +12,11 @@ build:
 
 test:
 	scripts/test.sh
+
+# The lint gate, exactly as CI's lint job runs it (ci.yml calls `make lint`, so the two cannot drift).
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test-%:
 	scripts/test.sh $*

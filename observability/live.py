@@ -58,7 +58,7 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
 class Origin:
     """`counter-origin` with the embedded store; the kernel picks its ports, read from the start-up log line."""
 
-    def __init__(self, binary: Path, workdir: Path, env: dict[str, str] | None = None):
+    def __init__(self, binary: Path, workdir: Path, env: dict[str, str] | None = None, await_ready: bool = True):
         self.output: list[str] = []
         started = threading.Event()
         self.addresses: dict[str, str] = {}
@@ -89,7 +89,8 @@ class Origin:
             raise RuntimeError("counter-origin did not start:\n" + "".join(self.output[-20:]))
         self.addr = self.addresses["addr"]
         self.metrics_addr = self.addresses["metrics_addr"]
-        wait_for("origin /readyz 200", lambda: self.status("GET", "/readyz") == 200, timeout=30)
+        if await_ready:
+            wait_for("origin /readyz 200", lambda: self.status("GET", "/readyz") == 200, timeout=30)
 
     def status(self, method: str, path: str) -> int:
         host, port = self.addr.rsplit(":", 1)
@@ -106,12 +107,14 @@ class Origin:
         stop_process(self.process)
 
 
-def run_load(origin: Origin, seconds: float, workers: int = 8) -> collections.Counter:
+def run_load(origin: Origin, seconds: float, workers: int = 8, mix: list[tuple[str, str]] | None = None
+             ) -> collections.Counter:
     """Bounded mixed traffic: reads, increments, the page, probes and an unknown path, from `workers` threads
     on keep-alive connections for `seconds`. Returns the count of each status code answered."""
     host, port = origin.addr.rsplit(":", 1)
-    mix = [("GET", "/api/counter"), ("POST", "/api/counter"), ("GET", "/api/counter"), ("POST", "/api/counter"),
-           ("GET", "/"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/no-such-page"), ("OPTIONS", "/api/counter")]
+    mix = mix or [("GET", "/api/counter"), ("POST", "/api/counter"), ("GET", "/api/counter"), ("POST", "/api/counter"),
+                  ("GET", "/"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/no-such-page"),
+                  ("OPTIONS", "/api/counter")]
     statuses: collections.Counter = collections.Counter()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -162,6 +165,16 @@ class Prometheus:
             self.stop()
             raise RuntimeError("Prometheus did not become ready:\n" + self.log_text()[-3000:]) from None
 
+    def reload(self, config: dict, rule_groups: list[dict]) -> None:
+        """Rewrites the configuration and rules and reloads them (SIGHUP), waiting until every target is known."""
+        (self.workdir / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
+        config = {**config, "rule_files": [str(self.workdir / "rules.yaml")]}
+        (self.workdir / "prometheus.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process.send_signal(signal.SIGHUP)
+        wanted = {t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+        wait_for("the reloaded targets", lambda: wanted <= {
+            t["discoveredLabels"]["__address__"] for t in self.api("targets")["activeTargets"]}, timeout=30)
+
     def log_text(self) -> str:
         self.log.flush()
         return (self.workdir / "prometheus.log").read_text()
@@ -189,6 +202,72 @@ class Prometheus:
             return [{"metric": {}, "value": data["result"]}]
         return data["result"]
 
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        """A range query, as Grafana sends for a time series panel: a matrix of [time, value] per series."""
+        return self.api("query_range", query=expr, start=start, end=end, step=step)["result"]
+
     def stop(self) -> None:
         stop_process(self.process)
         self.log.close()
+
+
+class KubernetesExporters:
+    """What kube-state-metrics and the kubelet's cAdvisor publish about one origin pod, served over HTTP on a free
+    loopback port for Prometheus to scrape (with honor_labels, as their ServiceMonitors keep the pod's labels).
+    Counters advance with time so rates exist; the Deployment's generation steps once after `rollout_after`
+    scrapes, as a rollout does, so the dashboard's deployment annotation has something to mark."""
+
+    def __init__(self, namespace: str, pod: str | list[str], rollout_after: int = 3):
+        import http.server
+
+        started = time.monotonic()
+        scrapes = collections.Counter()
+        pods = [pod] if isinstance(pod, str) else pod
+        hpa = f'namespace="{namespace}",horizontalpodautoscaler="counter-origin"'
+
+        def exposition() -> str:
+            elapsed = time.monotonic() - started
+            scrapes["served"] += 1
+            generation = 1 if scrapes["served"] <= rollout_after else 2
+            per_pod = []
+            for labels in (f'namespace="{namespace}",pod="{name}",container="origin"' for name in pods):
+                per_pod += [
+                    f"container_cpu_usage_seconds_total{{{labels}}} {0.35 * elapsed:.3f}",
+                    f"container_cpu_cfs_periods_total{{{labels}}} {10 * elapsed:.0f}",
+                    f"container_cpu_cfs_throttled_periods_total{{{labels}}} {0.4 * elapsed:.0f}",
+                    f"container_memory_working_set_bytes{{{labels}}} 41943040",
+                    f'kube_pod_container_resource_requests{{{labels},resource="cpu",unit="core"}} 0.25',
+                    f'kube_pod_container_resource_limits{{{labels},resource="cpu",unit="core"}} 1',
+                    f'kube_pod_container_resource_requests{{{labels},resource="memory",unit="byte"}} 134217728',
+                    f'kube_pod_container_resource_limits{{{labels},resource="memory",unit="byte"}} 268435456',
+                    f"kube_pod_container_status_restarts_total{{{labels}}} 0",
+                ]
+            return "\n".join(per_pod + [
+                f'kube_deployment_spec_replicas{{namespace="{namespace}",deployment="counter-origin"}} {len(pods)}',
+                f'kube_deployment_metadata_generation{{namespace="{namespace}",deployment="counter-origin"}} {generation}',
+                f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}} {len(pods)}",
+                f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}} {len(pods)}",
+                f"kube_horizontalpodautoscaler_spec_min_replicas{{{hpa}}} 2",
+                f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}} 10",
+                "",
+            ])
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                body = exposition().encode()
+                self.send_response(200 if self.path == "/metrics" else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.addr = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -87,6 +87,10 @@ def dashboard_prometheus_queries(dashboard: dict, variables: dict[str, str] | No
             if "expr" in target:
                 queries.append(Query(f'panel {panel["id"]} "{panel["title"]}" target {target["refId"]}',
                                      substitute(target["expr"], variables)))
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        expr = annotation.get("target", {}).get("expr")
+        if expr and annotation["datasource"]["type"] == "prometheus":
+            queries.append(Query(f'annotation "{annotation["name"]}"', substitute(expr, variables)))
     for var in dashboard.get("templating", {}).get("list", []):
         query = var.get("query")
         if var.get("type") == "query" and isinstance(query, dict) and "query" in query \

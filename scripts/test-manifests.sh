@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kubernetes manifests suite: renders manifests/ with the pinned kubectl (kustomize), validates every
-# object against the Kubernetes 1.32 schemas and the vendored CRD schemas, runs checkov on the prod
+# object against the Kubernetes 1.35 schemas and the vendored CRD schemas, runs checkov on the prod
 # render, and checks the invariants that tie the manifests to the origin and to terraform/app.
 set -euo pipefail
 cd "$(dirname "$0")/.."

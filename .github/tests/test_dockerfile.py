@@ -236,9 +236,14 @@ def test_build_script_reads_only_what_the_context_carries():
     directory that origin's build script or sources reach outside the crate."""
     sources = [ROOT / "origin" / "build.rs", *(ROOT / "origin" / "src").rglob("*.rs")]
     reached = set()
+    crate = (ROOT / "origin").resolve()
     for source in (s for s in sources if s.is_file()):
-        for match in re.finditer(r'"\.\./([A-Za-z0-9_.-]+)', source.read_text(encoding="utf-8")):
-            reached.add(match.group(1))
+        # build.rs joins onto CARGO_MANIFEST_DIR (origin/); include_str! is relative to the file.
+        base = crate if source.name == "build.rs" else source.parent
+        for match in re.finditer(r'"(\.\./[A-Za-z0-9_./-]+)', source.read_text(encoding="utf-8")):
+            target = (base / match.group(1)).resolve()
+            if not target.is_relative_to(crate):
+                reached.add(target.relative_to(ROOT.resolve()).parts[0])
     assert "static" in reached, "origin/build.rs no longer embeds ../static? update this test"
     for top in reached:
         probe = next((str(p.relative_to(ROOT)) for p in (ROOT / top).rglob("*") if p.is_file()), f"{top}/x")
@@ -248,6 +253,20 @@ def test_build_script_reads_only_what_the_context_carries():
 def test_image_inputs_trigger_a_release():
     """Every path the image is built from starts release.yml; manifest commits never do."""
     paths = load_workflow("release.yml")["on"]["push"]["paths"]
+
+    # The build context is .dockerignore's allowlist: each `!dir/` or `!file` is an input, so the
+    # trigger paths are derived from it and cannot drift (testkit/ was once missing).
+    inputs = set()
+    for line in DOCKERIGNORE.read_text().splitlines():
+        if line.startswith("!") and "*" not in line:
+            entry = line[1:]
+            inputs.add(entry + "**" if entry.endswith("/") else entry)
+    assert inputs, ".dockerignore has no allowlist"
+    build_definition = {".dockerignore", ".github/workflows/release.yml"}
+    assert set(paths) == inputs | build_definition, (
+        f"release.yml on.push.paths must be .dockerignore's allowlist plus {sorted(build_definition)}: "
+        f"missing {sorted((inputs | build_definition) - set(paths))}, extra {sorted(set(paths) - inputs - build_definition)}"
+    )
 
     def triggers(path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern.replace("**", "*")) for pattern in paths)

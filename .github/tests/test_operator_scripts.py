@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, load_workflow
 
 STUB = r"""#!/usr/bin/env bash
 # Records the call, answers like the real tool where a script reads the answer.
@@ -31,6 +31,8 @@ case $tool in
       *" output -raw state_bucket "*) echo "counter-service-tfstate-111122223333-eu-west-2" ;;
       *" output -raw aws_region "*) echo "eu-west-2" ;;
       *" output -raw db_final_snapshot_identifier "*) echo "counter-service-postgres-final-0a1b2c3d" ;;
+      *" output -raw db_resource_id "*) echo "db-ABCDEFGHIJKLMNOPQRSTUVWXY" ;;
+      *" state list "*) printf '%s\n' aws_cloudwatch_log_group.control_plane aws_db_instance.this ;;
       *" output -json github_variables "*) cat "$STUB_DIR/github_variables.json" ;;
     esac
     ;;
@@ -38,6 +40,14 @@ case $tool in
     case $args in
       *" variable list "*) printf '%s\n' $STUB_GH_VARIABLES ;;
       *" secret list "*) echo "MANIFEST_PUSH_TOKEN" ;;
+      *" repo view "*) echo "my-org/counter-service" ;;
+      *" api user --jq .id "*) echo 4242 ;;
+      *" api user --jq .login "*) echo operator ;;
+      *" api --method PUT repos/"*"/environments/production "*) cat >"$STUB_DIR/environment_put.json" ;;
+      *" api repos/"*"/environments/production/deployment-branch-policies "*) ;;
+      *" api repos/"*"/environments/production "*)
+        if [ -f "$STUB_DIR/environment.json" ]; then cat "$STUB_DIR/environment.json"
+        else echo "gh: Not Found (HTTP 404)" >&2; exit 1; fi ;;
       *" run list "*) n=$(cat "$STUB_DIR/runs" 2>/dev/null || echo 100); echo "$n"; echo $((n + 1)) >"$STUB_DIR/runs" ;;
     esac
     ;;
@@ -45,6 +55,7 @@ case $tool in
     case $args in
       *" head-object "*) [ -z "${STUB_AWS_ERROR:-}" ] || { echo "$STUB_AWS_ERROR" >&2; exit 254; } ;;
       *" describe-cluster "*) echo ACTIVE ;;
+      *" sts get-caller-identity "*) echo 111122223333 ;;
     esac
     ;;
   kubectl)
@@ -124,20 +135,68 @@ def index_of(calls, fragment):
 # --- step 1: state bootstrap and migration -------------------------------------------------------
 
 
+NO_STATE_OBJECT = {"STUB_AWS_ERROR": "An error occurred (404) when calling the HeadObject operation: Not Found"}
+
+
 def test_bootstrap_state_reads_outputs_before_leaving_the_local_backend(sandbox):
     """Issue 12 #2: the README ran `terraform output` after removing local_override.tf, so the bucket
     name was empty and the migration failed."""
-    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-var", "create_github_oidc_provider=false")
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-var", "create_github_oidc_provider=false",
+                         env=NO_STATE_OBJECT)
     assert result.returncode == 0, result.stderr
     calls = sandbox.calls()
+    assert index_of(calls, "aws s3api head-object --region eu-west-2 --bucket counter-service-tfstate-111122223333-eu-west-2 "
+                           "--key bootstrap/terraform.tfstate") < min(i for i, c in enumerate(calls) if c.startswith("terraform"))
     tf = [c for c in calls if c.startswith("terraform")]
     assert [c.split(" -chdir=")[0] for c in tf] == ["terraform [local-backend]"] * 4 + ["terraform"]
     assert "init -input=false -reconfigure" in tf[0]
-    assert tf[1].endswith("apply -input=false -var github_repository=my-org/counter-service -var create_github_oidc_provider=false")
+    assert tf[1].endswith("apply -input=false"), "the variables come from terraform.tfvars, not the command line"
     assert tf[2].endswith("output -raw state_bucket") and tf[3].endswith("output -raw aws_region")
     assert tf[4].endswith("init -input=false -migrate-state -force-copy "
                           "-backend-config=bucket=counter-service-tfstate-111122223333-eu-west-2 -backend-config=region=eu-west-2")
     assert not (sandbox.root / "terraform" / "bootstrap" / "local_override.tf").exists()
+
+
+def test_bootstrap_state_persists_its_variables_for_every_later_run(sandbox):
+    """W4: teardown re-applied bootstrap with only github_repository, so create_github_oidc_provider
+    fell back to true; the variables now live in a committed terraform.tfvars that Terraform loads."""
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-var", "create_github_oidc_provider=false",
+                         "-var", "cluster_name=prod-eks", env=NO_STATE_OBJECT)
+    assert result.returncode == 0, result.stderr
+    tfvars = (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").read_text().splitlines()
+    assert tfvars[1:] == ['github_repository = "my-org/counter-service"', "create_github_oidc_provider = false",
+                          'cluster_name = "prod-eks"']
+    assert "commit terraform/bootstrap/terraform.tfvars" in result.stderr
+    # A rerun without -var keeps them; another repository is refused rather than overwritten.
+    assert sandbox.run("bootstrap-state.sh", "my-org/counter-service").returncode == 0
+    assert (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").read_text().splitlines() == [
+        (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").read_text().splitlines()[0], *tfvars[1:]]
+    other = sandbox.run("bootstrap-state.sh", "other-org/counter-service")
+    assert other.returncode != 0 and "another repository" in other.stderr
+    refused = sandbox.run("bootstrap-state.sh", "my-org/counter-service", "-target=x")
+    assert refused.returncode != 0 and "-var NAME=VALUE" in refused.stderr
+
+
+def test_bootstrap_state_on_a_fresh_clone_finds_the_migrated_state_in_the_bucket(sandbox):
+    """W4: "already migrated" was read from .terraform/, which a fresh clone lacks, so a rerun took
+    the first-run path (a local backend with no state: it would plan to create everything again)."""
+    (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").write_text(
+        'github_repository = "my-org/counter-service"\ncreate_github_oidc_provider = false\n')
+    assert not (sandbox.root / "terraform" / "bootstrap" / ".terraform").exists()
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service")
+    assert result.returncode == 0, result.stderr
+    tf = [c for c in sandbox.calls() if c.startswith("terraform")]
+    assert len(tf) == 2 and not any("[local-backend]" in c for c in tf), tf
+    assert tf[0].endswith("init -input=false -reconfigure -backend-config=bucket=counter-service-tfstate-111122223333-eu-west-2 "
+                          "-backend-config=region=eu-west-2")
+    assert tf[1].endswith("apply -input=false")
+
+
+def test_bootstrap_state_stops_when_s3_cannot_say(sandbox):
+    result = sandbox.run("bootstrap-state.sh", "my-org/counter-service",
+                         env={"STUB_AWS_ERROR": "An error occurred (403) when calling the HeadObject operation: Forbidden"})
+    assert result.returncode != 0 and "cannot tell" in result.stderr
+    assert not any(c.startswith("terraform") for c in sandbox.calls()), "no local first run on an access error"
 
 
 def test_bootstrap_state_refuses_a_malformed_repository(sandbox):
@@ -149,13 +208,28 @@ def test_bootstrap_state_refuses_a_malformed_repository(sandbox):
 # --- step 2: repository configuration -------------------------------------------------------------
 
 
+PROTECTED_ENVIRONMENT = {
+    "name": "production",
+    "protection_rules": [{"type": "required_reviewers", "reviewers": [{"type": "User", "reviewer": {"id": 4242}}]}],
+    "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True},
+}
+
+
 def test_configure_repository_sets_every_variable_bootstrap_outputs(sandbox):
+    (sandbox.stubs / "environment.json").write_text(json.dumps(PROTECTED_ENVIRONMENT))
     result = sandbox.run("configure-repository.sh", "my-org/counter-service")
     assert result.returncode == 0, result.stderr
     sets = [c for c in sandbox.calls() if c.startswith("gh variable set")]
     assert sets == [f"gh variable set {k} --body {v} --repo my-org/counter-service" for k, v in GITHUB_VARIABLES.items()]
     assert "secret ARGOCD_REPO_SSH_KEY: not set" in result.stderr
     assert "secret MANIFEST_PUSH_TOKEN: set" in result.stderr
+    # S7: the production environment is scripted too: main only, the operator as required reviewer.
+    put = json.loads((sandbox.stubs / "environment_put.json").read_text())
+    assert put == {"reviewers": [{"type": "User", "id": 4242}],
+                   "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True}}
+    calls = sandbox.calls()
+    assert index_of(calls, "gh api --method PUT repos/my-org/counter-service/environments/production --input -") < index_of(
+        calls, "gh api --method POST repos/my-org/counter-service/environments/production/deployment-branch-policies -f name=main -f type=branch")
 
 
 # --- step 4: first release -------------------------------------------------------------------------
@@ -197,12 +271,27 @@ def test_teardown_removes_workloads_then_app_then_infra_with_protections_lifted(
         "terraform/infra init -input=false -reconfigure -backend-config=bucket=bucket-1",
         "terraform/infra apply -input=false -auto-approve -var teardown=true",
         "terraform/infra output -raw db_final_snapshot_identifier",
+        "terraform/infra output -raw db_resource_id",
+        "terraform/infra state rm aws_cloudwatch_log_group.control_plane",
         "terraform/infra destroy -input=false -auto-approve -var teardown=true",
     ]
     positions = [index_of(calls, fragment) for fragment in order]
     assert positions == sorted(positions), "\n".join(calls)
     assert not any("terraform/bootstrap" in c for c in calls), "bootstrap only with --bootstrap"
     assert "counter-service-postgres-final-0a1b2c3d" in result.stderr
+    # W7: the automated backups outlive the instance and are billed; without --delete-backups the
+    # script says so and how to delete them, and the log group is deleted only after the cluster.
+    assert "delete-db-instance-automated-backup --region eu-west-2 --dbi-resource-id db-ABCDEFGHIJKLMNOPQRSTUVWXY" in result.stderr
+    assert not any("delete-db-instance-automated-backup" in c for c in calls)
+    assert "aws logs delete-log-group --region eu-west-2 --log-group-name /aws/eks/counter-service/cluster" in result.stderr
+
+
+def test_teardown_deletes_the_automated_backups_when_asked(sandbox):
+    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--delete-backups", "--yes")
+    assert result.returncode == 0, result.stderr
+    calls = sandbox.calls()
+    assert index_of(calls, "terraform/infra destroy") < index_of(
+        calls, "aws rds delete-db-instance-automated-backup --region eu-west-2 --dbi-resource-id db-ABCDEFGHIJKLMNOPQRSTUVWXY")
 
 
 def test_teardown_asks_for_the_cluster_name(sandbox):
@@ -211,14 +300,23 @@ def test_teardown_asks_for_the_cluster_name(sandbox):
     assert sandbox.calls() == []
 
 
+def test_teardown_of_bootstrap_needs_step_1s_variables(sandbox):
+    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--bootstrap", "--yes")
+    assert result.returncode != 0 and "terraform/bootstrap/terraform.tfvars" in result.stderr
+    assert sandbox.calls() == []
+
+
 def test_teardown_of_bootstrap_moves_the_state_out_before_destroying_the_bucket(sandbox):
-    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--bootstrap", "my-org/counter-service", "--yes")
+    (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").write_text(
+        'github_repository = "my-org/counter-service"\ncreate_github_oidc_provider = false\n')
+    result = sandbox.run("teardown.sh", "--state-bucket", "bucket-1", "--bootstrap", "--yes")
     assert result.returncode == 0, result.stderr
     calls = [c for c in sandbox.calls() if "terraform/bootstrap" in c]
     assert calls[0].startswith("terraform -chdir") and "-backend-config=bucket=bucket-1" in calls[0]
     assert calls[1].startswith("terraform [local-backend]") and calls[1].endswith("init -input=false -migrate-state -force-copy")
-    assert calls[2].endswith("apply -input=false -auto-approve -var github_repository=my-org/counter-service")
-    assert calls[3].endswith("destroy -input=false -auto-approve -var github_repository=my-org/counter-service")
+    # Step 1's variables come from terraform.tfvars, which Terraform loads: nothing on the command line.
+    assert calls[2].endswith("apply -input=false -auto-approve")
+    assert calls[3].endswith("destroy -input=false -auto-approve")
     bootstrap = sandbox.root / "terraform" / "bootstrap"
     assert not list(bootstrap.glob("*_override.tf")), "the overrides are removed afterwards"
     script = (ROOT / "scripts" / "teardown.sh").read_text()
@@ -311,6 +409,18 @@ def test_bind_environment_writes_the_passwordless_database_url_and_every_binding
     assert "example" not in aws.values()
     assert (manifests / "overlays" / "prod" / "aws.env").read_text().count("documented") == len(aws), "comments kept"
     assert read_env(manifests / "argocd" / "repository.env") == {"REPO_URL": "https://github.com/my-org/counter.git"}
+    assert read_env(manifests / "overlays" / "prod" / "repository.env") == {"REPO_OWNER": "my-org", "REPO_NAME": "counter"}
+
+
+def test_bind_environment_reads_the_repository_from_an_ssh_url_too(sandbox, tmp_path):
+    env_fixture(tmp_path)
+    (tmp_path / "infra.json").write_text(outputs(**INFRA))
+    (tmp_path / "app.json").write_text(outputs(**APP))
+    result = sandbox.run("deploy/bind-environment.sh", str(tmp_path / "infra.json"), str(tmp_path / "app.json"),
+                         "eu-west-2", "git@github.com:my-org/counter.service.git", str(tmp_path / "manifests"))
+    assert result.returncode == 0, result.stderr
+    assert read_env(tmp_path / "manifests" / "overlays" / "prod" / "repository.env") == {
+        "REPO_OWNER": "my-org", "REPO_NAME": "counter.service"}
 
 
 def test_bind_environment_stops_on_a_missing_output(sandbox, tmp_path):
@@ -347,6 +457,44 @@ def test_preflight_skips_with_a_notice_naming_what_is_missing(sandbox, tmp_path)
     denied = sandbox.run("deploy/terraform-preflight.sh", "upstream", "app", "b",
                          env={"GITHUB_OUTPUT": str(out), "STUB_AWS_ERROR": "An error occurred (403) when calling the HeadObject operation: Forbidden"})
     assert denied.returncode != 0, "an access error is not 'not applied yet'"
+
+
+def test_preflight_plans_bootstrap_only_with_step_1s_variables(sandbox, tmp_path):
+    """W4: without the committed terraform.tfvars, CI's bootstrap plan would use the defaults."""
+    out = tmp_path / "github_output"
+    missing = sandbox.run("deploy/terraform-preflight.sh", "upstream", "bootstrap", "b", env={"GITHUB_OUTPUT": str(out)})
+    assert missing.returncode == 0 and out.read_text() == "ready=false\n"
+    assert "terraform/bootstrap/terraform.tfvars is not committed" in missing.stdout
+    out.unlink()
+    (sandbox.root / "terraform" / "bootstrap" / "terraform.tfvars").write_text('github_repository = "my-org/counter-service"\n')
+    ready = sandbox.run("deploy/terraform-preflight.sh", "upstream", "bootstrap", "b", env={"GITHUB_OUTPUT": str(out)})
+    assert ready.returncode == 0 and out.read_text() == "ready=true\n"
+
+
+def test_preflight_refuses_to_apply_without_a_reviewed_environment(sandbox):
+    """W1: on a private repository without GitHub Enterprise the environment has no required
+    reviewers (or does not exist), and the apply job would run unreviewed: the plan job stops."""
+    check = lambda: sandbox.run("deploy/terraform-preflight.sh", "environment", "my-org/counter-service", "production")
+    missing = check()
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    unreviewed = {**PROTECTED_ENVIRONMENT, "protection_rules": []}
+    (sandbox.stubs / "environment.json").write_text(json.dumps(unreviewed))
+    result = check()
+    assert result.returncode != 0 and "no required reviewers" in result.stderr and "GitHub Enterprise" in result.stderr
+    (sandbox.stubs / "environment.json").write_text(json.dumps({**PROTECTED_ENVIRONMENT, "deployment_branch_policy": None}))
+    assert check().returncode != 0
+    (sandbox.stubs / "environment.json").write_text(json.dumps(PROTECTED_ENVIRONMENT))
+    assert check().returncode == 0
+
+
+def test_the_plan_job_checks_the_environment_before_anything_is_saved_for_apply():
+    plan = load_workflow("terraform-apply.yml")["jobs"]["plan"]
+    names = [step.get("name", "") for step in plan["steps"]]
+    check = names.index("Production environment reviewed?")
+    assert check < [i for i, s in enumerate(plan["steps"]) if s.get("id") == "plan"][0]
+    assert "terraform-preflight.sh environment" in plan["steps"][check]["run"]
+    assert plan["permissions"]["actions"] == "read"
+    assert load_workflow("terraform-apply.yml")["jobs"]["apply"]["environment"] == "production"
 
 
 def run_step(sandbox, tmp_path, workflow, job, step_id, env):

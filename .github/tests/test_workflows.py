@@ -3,6 +3,8 @@ pinned to commits), least privilege, no static cloud keys, no hidden failures, a
 between the workflows and the parts they deploy (Terraform outputs, manifests, README)."""
 
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -127,7 +129,7 @@ def test_no_hidden_failures_and_no_injection(workflows):
             assert not re.search(r"\b(latest|stable)\b", script) or name != "bootstrap.yml", f"{where}: unpinned"
 
 
-def test_ci_runs_the_test_command_lints_and_builds_both_architectures():
+def test_ci_runs_the_test_command_and_builds_both_architectures():
     ci = load_workflow("ci.yml")
     assert {"pull_request", "push"} <= set(ci["on"])
     scripts = {job_id: "\n".join(s for _, _, s in run_blocks({"jobs": {job_id: job}})) for job_id, job in ci["jobs"].items()}
@@ -140,15 +142,32 @@ def test_ci_runs_the_test_command_lints_and_builds_both_architectures():
     make = next(i for i, s in enumerate(test_steps) if s.get("run") == "make test")
     assert setup < make
     assert test_steps[setup]["with"]["terraform_version"] == "${{ steps.terraform-version.outputs.version }}"
-    assert "cargo fmt --all --check" in everything
-    clippy = re.search(r"cargo clippy .*", everything).group(0)
-    assert "--all-targets" in clippy and clippy.endswith("-- -D warnings")
     builds = [s for job in ci["jobs"].values() for s in job.get("steps", []) if "build-push-action" in s.get("uses", "")]
     assert len(builds) == 1
     build = builds[0]["with"]
     assert build["push"] is False
     assert set(build["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
     assert build["file"] == "origin/Dockerfile" and build["context"] == "."
+
+
+def test_make_lint_is_the_ci_lint_job(workflows):
+    """One lint gate: CI's lint job runs `make lint` and nothing else but toolchain setup, no
+    workflow spells a cargo lint itself, and the recipe (as make reads it) holds both gates."""
+    runs = [s["run"].strip() for s in load_workflow("ci.yml")["jobs"]["rust-lint"]["steps"] if "run" in s]
+    checks = [r for r in runs if not r.startswith("rustup component add ")]
+    assert checks == ["make lint"], f"ci.yml rust-lint must run `make lint` only, runs {checks}"
+    for name, workflow in workflows.items():
+        for job_id, step, script in run_blocks(workflow):
+            assert not re.search(r"cargo (fmt|clippy)", script), f"{name}:{job_id}:{step}: lint in the Makefile's `lint`"
+    make = shutil.which("make")
+    assert make, "make is required (apt-get install make)"
+    recipe = subprocess.run([make, "--dry-run", "--no-print-directory", "lint"], cwd=ROOT, capture_output=True,
+                            text=True, check=False)
+    assert recipe.returncode == 0, recipe.stderr
+    assert recipe.stdout.splitlines() == [
+        "cargo fmt --all --check",
+        "cargo clippy --workspace --all-targets --locked -- -D warnings",
+    ]
 
 
 def test_nothing_is_ever_built_under_emulation(workflows):
@@ -328,7 +347,7 @@ def test_bootstrap_keeps_credentials_off_command_lines_and_copies_no_database_pa
 
 
 def rendered_names():
-    deployment = load_yaml(ROOT / "manifests" / "base" / "deployment.yaml")
+    deployment = load_yaml(ROOT / "manifests" / "base" / "origin" / "deployment.yaml")
     application = load_yaml(ROOT / "manifests" / "argocd" / "application.yaml")
     return deployment, application
 
@@ -369,13 +388,15 @@ BINDINGS = {
         "ALERTS_TOPIC_REGION",
     },
     "manifests/argocd/repository.env": {"REPO_URL"},
+    "manifests/overlays/prod/repository.env": {"REPO_OWNER", "REPO_NAME"},
 }
 
 
 def test_bootstrap_writes_every_key_of_the_environment_files():
     script = (ROOT / "scripts" / "deploy" / "bind-environment.sh").read_text()
     for path, target in (("manifests/overlays/prod/aws.env", '"$aws_env"'),
-                         ("manifests/argocd/repository.env", '"$repository_env"')):
+                         ("manifests/argocd/repository.env", '"$repository_env"'),
+                         ("manifests/overlays/prod/repository.env", '"$links_env"')):
         keys = {line.split("=")[0] for line in (ROOT / path).read_text().splitlines() if line and not line.startswith("#")}
         written = set(re.findall(rf"set_env {re.escape(target)} (\w+)", script))
         assert written == BINDINGS[path], f"{path}: bind-environment.sh writes {sorted(written)}"
@@ -391,7 +412,8 @@ def test_bootstrap_reads_only_outputs_that_terraform_declares():
     scripts = "\n".join(s for _, _, s in run_blocks(load_workflow("bootstrap.yml")))
     scripts += (ROOT / "scripts" / "deploy" / "bind-environment.sh").read_text()
     used = set(re.findall(r'\bout "\$(infra|app)_json" (\w+)', scripts))
-    used |= {("infra", m) for m in re.findall(r"jq -er '\.(\w+)\.value' \"\$RUNNER_TEMP/infra\.json\"", scripts)}
+    used |= set(re.findall(r"jq -er '\.(\w+)\.value(?:\[\])?' \"\$RUNNER_TEMP/(infra|app)\.json\"", scripts))
+    used = {(a, b) if a in ("infra", "app") else (b, a) for a, b in used}
     assert used
     missing = sorted(f"terraform/{layer} output {name}" for layer, name in used if name not in terraform_outputs(layer))
     assert not missing, f"bootstrap.yml reads undeclared outputs: {missing}"
@@ -427,3 +449,23 @@ def test_readme_names_each_pipeline(name):
     readme = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
     section = readme.split("<!-- section: delivery -->", 1)[1].split("<!-- section:", 1)[0]
     assert name in section
+
+
+def test_paging_alarms_are_armed_only_after_the_deploy_succeeded():
+    """W6: the heartbeat and public-URL alarms treat missing data as breaching, so they paged through
+    every bootstrap (and forever after a failed one). Terraform creates them with actions off and
+    leaves that switch to the deploy stage, which enables them as its last step."""
+    alerts = (ROOT / "terraform" / "app" / "alerts.tf").read_text()
+    for name in ("heartbeat", "public_url"):
+        body = re.search(rf'resource "aws_cloudwatch_metric_alarm" "{name}" \{{(.*?)\n\}}', alerts, re.S).group(1)
+        assert 'treat_missing_data  = "breaching"' in body
+        assert "actions_enabled = false" in body, f"{name}: must be created silent"
+        assert "ignore_changes = [actions_enabled]" in body, f"{name}: an apply would silence it again"
+    outputs = (ROOT / "terraform" / "app" / "outputs.tf").read_text()
+    assert re.search(r'output "paging_alarm_names" \{[^}]*heartbeat\.alarm_name, aws_cloudwatch_metric_alarm\.public_url\.alarm_name', outputs)
+    steps = load_workflow("bootstrap.yml")["jobs"]["deploy"]["steps"]
+    names = [step.get("name", "") for step in steps]
+    assert names[-1] == "Arm the paging alarms", "arming must come after the Application is Synced and Healthy"
+    assert "Register the Argo CD project and Application, then sync" in names[:-1]
+    run = steps[-1]["run"]
+    assert "paging_alarm_names" in run and "aws cloudwatch enable-alarm-actions" in run and "alerts_topic_region" in run

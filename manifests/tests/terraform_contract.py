@@ -1,5 +1,5 @@
 """The ALB facts the manifests depend on, read from terraform/app (which owns the ALB and its target
-group, see manifests/base/targetgroupbinding.yaml).
+group, see manifests/base/origin/targetgroupbinding.yaml).
 
 Parsed with python-hcl2 and tolerant of the file layout: every *.tf file of the layer is read and the
 `aws_lb` / `aws_lb_target_group` resources are found by type, whatever their names or files. Values

@@ -5,13 +5,14 @@ matchers) for every alert of manifests/base/prometheusrule.yaml and for the char
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import yaml
 
 import crd_schema
-from conftest import MANIFESTS
+from conftest import MANIFESTS, REPO
 
 VALUES = yaml.safe_load((MANIFESTS / "observability" / "kube-prometheus-stack-values.yaml").read_text())
 RULES = yaml.safe_load((MANIFESTS / "base" / "prometheusrule.yaml").read_text())
@@ -133,3 +134,118 @@ def test_child_routes_follow_the_route_schema(alerting):
         assert not crd_schema.errors(validator, probe), child["receiver"]
         names = {r["name"] for r in alerting["spec"]["receivers"]}
         assert child["receiver"] in names
+
+
+# --- W3: the SNS subscription filters the README advises must pass every page, whoever sends it ---
+
+
+def sns_filter_accepts(policy: dict, attributes: dict) -> bool:
+    """SNS filter-policy matching on message attributes (AWS docs, "Amazon SNS subscription filter
+    policies"): every key of the policy must match, a key matches when at least one of its values
+    does, and an attribute the message lacks matches only `{"exists": false}`."""
+    for key, values in policy.items():
+        present = key in attributes
+
+        def one(value) -> bool:
+            if isinstance(value, str):
+                return present and attributes[key] == value
+            if isinstance(value, dict) and set(value) == {"exists"}:
+                return present == value["exists"]
+            raise AssertionError(f"this test does not model the SNS filter operator {value!r}")
+
+        if not any(one(v) for v in values):
+            return False
+    return True
+
+
+def advised_filters() -> dict:
+    text = (MANIFESTS / "README.md").read_text()
+    found = re.findall(r"<!-- sns-filter: (\w+) -->\s*```json\n(.*?)\n```", text, re.S)
+    return {name: json.loads(body) for name, body in found}
+
+
+def alerts_topic_publishers() -> dict:
+    """{publisher: message attributes} for everything that publishes to the alerts topic."""
+    config = yaml.safe_load((MANIFESTS / "overlays" / "prod" / "alertmanagerconfig.yaml").read_text())
+    publishers = {}
+    for receiver in config["spec"]["receivers"]:
+        for sns in receiver.get("snsConfigs", []):
+            if sns["topicARN"] == "ALERTS_TOPIC_ARN":
+                publishers[f"alertmanager:{receiver['name']}"] = dict(sns.get("attributes", {}))
+    alarms = []
+    for path in sorted((REPO / "terraform" / "app").glob("*.tf")):
+        for name, body in re.findall(r'resource "aws_cloudwatch_metric_alarm" "(\w+)" \{(.*?)\n\}', path.read_text(), re.S):
+            if "aws_sns_topic.alerts.arn" in body:
+                alarms.append(name)
+    assert alarms, "no CloudWatch alarm notifies the alerts topic: this test lost its subject"
+    for name in alarms:
+        publishers[f"cloudwatch-alarm:{name}"] = {}  # alarm notifications carry no message attributes
+    return publishers
+
+
+def test_advised_sns_filters_route_every_page_and_only_tickets_to_the_inbox():
+    filters = advised_filters()
+    assert set(filters) == {"pager", "ticket"}, f"manifests/README.md advises filters {sorted(filters)}"
+    publishers = alerts_topic_publishers()
+    assert publishers.get("alertmanager:page") == {"severity": "page"}, publishers
+    assert publishers.get("alertmanager:ticket") == {"severity": "ticket"}, publishers
+    for name, attributes in publishers.items():
+        is_ticket = attributes.get("severity") == "ticket"
+        assert sns_filter_accepts(filters["pager"], attributes) != is_ticket, (
+            f"the advised pager filter {'pages' if is_ticket else 'drops'} {name} ({attributes})"
+        )
+        assert sns_filter_accepts(filters["ticket"], attributes) == is_ticket, f"ticket filter vs {name}"
+
+
+def test_the_old_severity_only_filter_would_drop_the_alarms():
+    """The filter the README used to advise: proof that the test above can fail."""
+    alarms = [a for n, a in alerts_topic_publishers().items() if n.startswith("cloudwatch-alarm:")]
+    assert not any(sns_filter_accepts({"severity": ["page"]}, a) for a in alarms)
+
+
+# --- runbook links follow the repository the environment is bound to -----------------------------
+
+
+def bound_repository(manifests) -> tuple[str, str]:
+    """OWNER, NAME of manifests/argocd/repository.env's REPO_URL (https or ssh form)."""
+    url = re.search(r"^REPO_URL=(\S+)$", (manifests / "argocd" / "repository.env").read_text(), re.M).group(1)
+    owner, name = re.search(r"[:/]([\w.-]+)/([\w.-]+)$", url).groups()
+    return owner, name.removesuffix(".git")
+
+
+def runbook_urls(docs) -> list[str]:
+    urls = [rule["annotations"]["runbook_url"]
+            for doc in docs if doc["kind"] == "PrometheusRule"
+            for group in doc["spec"]["groups"] for rule in group["rules"]
+            if "runbook_url" in rule.get("annotations", {})]
+    assert urls, "no runbook_url in the rendered PrometheusRules"
+    return urls
+
+
+def assert_runbooks_link_to(docs, owner, name):
+    prefix = f"https://github.com/{owner}/{name}/blob/main/observability/runbooks.md#"
+    wrong = [u for u in runbook_urls(docs) if not u.startswith(prefix)]
+    assert not wrong, f"runbook links outside the bound repository {owner}/{name}: {wrong}"
+
+
+def test_committed_bindings_agree_and_the_prod_runbooks_use_them(prod):
+    owner, name = bound_repository(MANIFESTS)
+    links = dict(l.split("=", 1) for l in (MANIFESTS / "overlays" / "prod" / "repository.env").read_text().splitlines()
+                 if l and not l.startswith("#"))
+    assert links == {"REPO_OWNER": owner, "REPO_NAME": name}, "the two repository bindings disagree"
+    assert_runbooks_link_to(prod, owner, name)
+
+
+def test_prod_runbook_links_follow_a_rebound_repository(tmp_path):
+    """The base rule file names a placeholder repository; the bootstrap rebinds repository.env, and
+    the rendered prod rules must link to the runbooks of *that* repository, not the placeholder."""
+    import shutil
+
+    from conftest import kustomize
+
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    (copy / "argocd" / "repository.env").write_text("REPO_URL=git@github.com:acme-ops/counter.svc.git\n")
+    (copy / "overlays" / "prod" / "repository.env").write_text("REPO_OWNER=acme-ops\nREPO_NAME=counter.svc\n")
+    assert bound_repository(copy) == ("acme-ops", "counter.svc")
+    assert_runbooks_link_to(kustomize(copy / "overlays" / "prod"), "acme-ops", "counter.svc")

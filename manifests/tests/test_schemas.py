@@ -1,4 +1,4 @@
-"""Every rendered object is schema-valid: core kinds against Kubernetes 1.32's OpenAPI schemas
+"""Every rendered object is schema-valid: core kinds against Kubernetes 1.35's OpenAPI schemas
 (kubernetes-validate, strict: unknown fields fail), custom resources against their CRDs' schemas."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 import crd_schema
 
-KUBERNETES_VERSION = "1.32.0"
+KUBERNETES_VERSION = "1.35.0"
 CRD_VALIDATORS = crd_schema.load_validators()
 
 

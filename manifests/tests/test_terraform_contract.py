@@ -1,5 +1,5 @@
 """What the issue asked of an Ingress, checked on the Terraform side that owns the ALB instead
-(manifests/base/targetgroupbinding.yaml explains the split). The numbers that must agree with the
+(manifests/base/origin/targetgroupbinding.yaml explains the split). The numbers that must agree with the
 pods (port, health check, deregistration delay, idle timeout) are in test_invariants.py."""
 
 from __future__ import annotations

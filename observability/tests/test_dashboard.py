@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+import json
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
+import origin_metrics
 import queries
 
+SCHEMA_CHECK = Path(__file__).resolve().parents[1] / "schema/check.mjs"
 GRID_WIDTH = 24
 BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range"}
 CLOUDFRONT_METRICS = {"Requests", "CacheHitRate", "OriginLatency", "4xxErrorRate", "5xxErrorRate"}
@@ -115,7 +121,9 @@ def test_latency_percentiles_and_the_issue_panels_are_present(dashboard):
     used = {s.name for e in exprs for s in queries.selectors(e)}
     for series in (
             "http_requests_total", "counter_batch_size_bucket", "counter_store_statement_duration_seconds_bucket",
-            "counter_write_queue_depth", "counter_read_cache_requests_total", "counter_value",
+            "counter_write_queue_depth", "counter_write_queue_high_water", "counter_write_queue_capacity",
+            "counter_store_pool_connections", "counter_store_pool_waiting",
+            "counter_read_cache_requests_total", "counter_value", "counter_build_info",
             "counter_increments_total", "process_cpu_seconds_total", "process_resident_memory_bytes",
     ):
         assert series in used, f"no panel shows {series}"
@@ -195,3 +203,136 @@ def test_sli_panels_read_zero_at_idle(promtool, tmp_path, dashboard, scenario):
     result = subprocess.run([promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def exprs_of(panel) -> list[str]:
+    return [queries.substitute(t["expr"]) for t in panel.get("targets", []) if "expr" in t]
+
+
+def panels_titled(dashboard, pattern: str) -> list[dict]:
+    found = [p for p in content_panels(dashboard) if re.search(pattern, p["title"])]
+    assert found, f"no panel titled like {pattern!r}"
+    return found
+
+
+def schema_check(dashboard: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing (>= 20): the dashboard is checked against @grafana/schema with TypeScript")
+    if not (SCHEMA_CHECK.parent / "node_modules/@grafana/schema").is_dir():
+        pytest.fail("observability/schema/node_modules is missing: run `npm ci` there (scripts/test-observability.sh does)")
+    path = tmp_path / "dashboard.json"
+    path.write_text(json.dumps(dashboard))
+    return subprocess.run([node, str(SCHEMA_CHECK), str(path)], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_valid_against_grafanas_schema(dashboard, tmp_path):
+    """The document against @grafana/schema's Dashboard, each panel's options against its plugin's types."""
+    result = schema_check(dashboard, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_the_schema_check_catches_a_wrong_field(dashboard, tmp_path):
+    broken = copy.deepcopy(dashboard)
+    stat = next(p for p in content_panels(broken) if p["type"] == "stat")
+    stat["options"]["colourMode"] = stat["options"].pop("colorMode")
+    result = schema_check(broken, tmp_path)
+    assert result.returncode == 1 and "colourMode" in result.stderr, result.stderr[-2000:]
+
+
+def test_no_panel_overcounts_with_increase_over_a_window_longer_than_its_step(dashboard):
+    """increase(…[$__rate_interval]) at a step shorter than the window counts each event window/step times."""
+    for panel, target in prometheus_targets(dashboard):
+        assert not re.search(r"increase\([^\]]*\[\$__rate_interval\]", target["expr"]), \
+            f'{panel["title"]}: increase over $__rate_interval (use rate)'
+
+
+def test_not_counted_increments_exclude_replayed_retries(dashboard):
+    (panel,) = panels_titled(dashboard, r"^Shed, failed")
+    (expr,) = exprs_of(panel)
+    (selector,) = [s for s in queries.selectors(expr) if s.name == "counter_increments_total"]
+    op, value = queries.matchers(selector)["outcome"]
+    assert op == "=~"
+    shown = {o for o in origin_metrics.OUTCOMES if re.fullmatch(value, o)}
+    assert shown == {"shed", "failed", "ambiguous", "expired"}, shown
+
+
+def test_batch_size_is_not_an_interpolated_quantile(dashboard):
+    """All batches of size 1 sit in the (0, 1] bucket, where histogram_quantile interpolates to 0.5."""
+    for panel, target in prometheus_targets(dashboard):
+        assert not ("histogram_quantile" in target["expr"] and "counter_batch_size_bucket" in target["expr"]), \
+            panel["title"]
+
+
+def test_variables_come_from_the_scrape_targets_not_the_origins_own_series(dashboard):
+    """`up` exists while the target does, even when the origin reports nothing: the dashboard never empties."""
+    vars_ = variables(dashboard)
+    for name in ("namespace", "pod"):
+        (selector,) = queries.selectors(re.fullmatch(r"label_values\((.*),\s*\w+\)",
+                                                     vars_[name]["query"]["query"]).group(1).replace("$namespace", "NS"))
+        assert selector.name == "up" and queries.matchers(selector)["job"] == ("=", "counter-origin"), name
+
+
+def test_the_top_row_shows_what_is_broken_now(dashboard):
+    top = [p for p in dashboard["panels"] if p["gridPos"]["y"] < dashboard["panels"][1]["gridPos"]["y"] + 4
+           and p["type"] == "stat"]
+    used = {s.name for p in top for e in exprs_of(p) for s in queries.selectors(e)}
+    assert {"http_requests_total", "counter_ready", "kube_deployment_spec_replicas", "ALERTS"} <= used, used
+    (alerts,) = [e for p in top for e in exprs_of(p) if "ALERTS" in e]
+    assert ("=", "firing") in queries.matchers(queries.selectors(alerts)[0]).values()
+
+
+@pytest.mark.parametrize("title", ["Requests/s", "Ready / desired pods", "Firing alerts"])
+def test_top_row_stats_read_zero_not_no_data_when_nothing_is_there(promtool, tmp_path, dashboard, title):
+    """With no origin series at all (the outage these panels exist for) each reads 0, so its red step shows."""
+    (panel,) = panels_titled(dashboard, "^" + re.escape(title) + "$")
+    first = queries.substitute(panel["targets"][0]["expr"])
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": [
+            {"series": 'kube_deployment_spec_replicas{namespace="counter",deployment="counter-origin"}', "values": "3x10"}],
+            "promql_expr_test": [{"expr": first, "eval_time": "10m", "exp_samples": [{"labels": "{}", "value": 0}]}]}]}))
+    result = subprocess.run([promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"][0]["color"] == "red" or title == "Firing alerts"
+
+
+def test_write_queue_panel_shows_the_high_water_mark_against_capacity(dashboard):
+    (panel,) = panels_titled(dashboard, "^Write queue")
+    used = {s.name for e in exprs_of(panel) for s in queries.selectors(e)}
+    assert {"counter_write_queue_high_water", "counter_write_queue_capacity"} <= used
+
+
+def test_burn_rate_panels_draw_every_alert_window_and_the_budget_left(dashboard, rule_groups):
+    for slo, metric in (("availability", "namespace:counter_availability_errors"),
+                        ("latency", "namespace:counter_latency_slow")):
+        windows = {w for a in queries.alerts(rule_groups) if a["labels"].get("slo") == slo
+                   for w in re.findall(rf"{re.escape(metric)}:ratio_rate(\w+)", a["expr"])}
+        (panel,) = panels_titled(dashboard, rf"^{slo.capitalize()} burn rate")
+        drawn = {w for e in exprs_of(panel) for w in re.findall(rf"{re.escape(metric)}:ratio_rate(\w+)", e)}
+        assert windows == drawn, f"{slo}: alerts read {windows}, the panel draws {drawn}"
+        lines = [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"][1:]]
+        assert {1, 6, 14.4} <= set(lines), lines
+        (budget,) = panels_titled(dashboard, r"^Error budget left")
+        assert any(f"{metric}:ratio_rate30d" in e for e in exprs_of(budget)), slo
+
+
+def test_saturation_row_reads_cadvisor_and_kube_state_metrics(dashboard):
+    used = {s.name for p in content_panels(dashboard) for e in exprs_of(p) for s in queries.selectors(e)}
+    for series in ("container_cpu_usage_seconds_total", "kube_pod_container_resource_requests",
+                   "kube_pod_container_resource_limits", "container_cpu_cfs_throttled_periods_total",
+                   "container_memory_working_set_bytes", "kube_pod_container_status_restarts_total",
+                   "kube_horizontalpodautoscaler_status_current_replicas",
+                   "kube_horizontalpodautoscaler_status_desired_replicas"):
+        assert series in used, f"no panel shows {series}"
+
+
+def test_links_lead_to_runbooks_traces_logs_and_deployments(dashboard):
+    titles = {link["title"]: link["url"] for link in dashboard["links"]}
+    assert titles.keys() >= {"Runbooks", "X-Ray traces", "Logs Insights", "Argo CD"}, titles
+    assert all(url.startswith("https://") for url in titles.values()), titles
+    assert titles["Runbooks"].endswith("/observability/runbooks.md")
+    deployments = [a for a in dashboard["annotations"]["list"] if a["name"] == "Deployments"]
+    assert deployments and "kube_deployment_metadata_generation" in deployments[0]["target"]["expr"]

@@ -10,6 +10,7 @@ plain process. Scrape and evaluation run every second so the test needs seconds,
 from __future__ import annotations
 
 import math
+import time
 import os
 import shutil
 from pathlib import Path
@@ -79,12 +80,16 @@ def running(tmp_path_factory, origin_binary, prometheus_binary, rule_groups):
     # A one-slot write queue makes the concurrent POSTs shed some increments: 503s and `shed` outcomes are
     # then real series, as the error-ratio panels and the original's error rate need.
     origin = live.Origin(origin_binary, workdir, env={"WRITE_QUEUE_CAPACITY": "1"})
+    # The saturation row and the pod counts read the cluster's exporters; here they describe the same pod.
+    kubernetes = live.KubernetesExporters("counter", "counter-origin-e2e-0")
     prometheus = None
     try:
         # Every group evaluated each second, as scraping is (the production 30 s would only slow the test).
         groups = [{**group, "interval": "1s"} for group in rule_groups]
         config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [scrape_config(origin.metrics_addr)]}
+                  "scrape_configs": [scrape_config(origin.metrics_addr),
+                                     {"job_name": "kubernetes", "honor_labels": True,
+                                      "static_configs": [{"targets": [kubernetes.addr]}]}]}
         prometheus = live.Prometheus(prometheus_binary, workdir, config, groups)
         live.wait_for("the origin scraped", lambda: prometheus.query('up{job="counter-origin"} == 1'), timeout=30)
         statuses = live.run_load(origin, LOAD_SECONDS)
@@ -96,6 +101,7 @@ def running(tmp_path_factory, origin_binary, prometheus_binary, rule_groups):
     finally:
         if prometheus is not None:
             prometheus.stop()
+        kubernetes.stop()
         origin.stop()
 
 
@@ -174,3 +180,23 @@ def test_error_ratios_see_the_shed_requests(running, dashboard, rule_groups):
     for source, expr in exprs.items():
         samples = await_data(prometheus, expr)
         assert max(float(s["value"][1]) for s in samples) > 0, f"{source}: 0 despite 503s in the load"
+
+
+def test_the_not_counted_panel_adds_up_to_what_was_shed(running, dashboard):
+    """Summed over time (value × step), a per-second panel must give back the count it shows — what Grafana's
+    graph means. The former `increase(…[$__rate_interval])` at a step 4× shorter than its window gave ~4×."""
+    prometheus, statuses = running
+    (panel,) = [p for p in queries.dashboard_panels(dashboard) if p["title"].startswith("Shed, failed")]
+    # Grafana's $__rate_interval at a 1 s scrape interval is 4 s; the step is the scrape interval.
+    step, window = 1, "4s"
+    expr = queries.substitute(panel["targets"][0]["expr"], {"__rate_interval": window})
+    # Once no window holds a new event the panel reads 0: every event has left every window.
+    live.wait_for("the shed rate back at 0",
+                  lambda: all(float(s["value"][1]) == 0 for s in prometheus.query(expr)), timeout=DATA_TIMEOUT)
+    end = time.time()
+    shown = sum(float(v) * step for series in prometheus.query_range(expr, end - 120, end, step)
+                for _, v in series["values"])
+    (total,) = prometheus.query('sum(counter_increments_total{outcome=~"shed|failed|ambiguous|expired"})')
+    total = float(total["value"][1])
+    assert total >= 100, f"too few shed increments to compare: {total} ({statuses})"
+    assert 0.6 * total <= shown <= 1.5 * total, f"the panel adds up to {shown:.0f}, the origin counted {total:.0f}"

@@ -13,6 +13,9 @@ import yaml
 import queries
 
 UNIT_TESTS = Path(__file__).resolve().parent.parent / "prometheusrule.test.yaml"
+REPOSITORY_ENV = queries.ROOT / "manifests/argocd/repository.env"
+RUNBOOKS_URL = "https://github.com/example-org/counter-service/blob/main/observability/runbooks.md"
+DASHBOARD_URL = "http://localhost:3000/d/counter-latency/counter-service?var-namespace={{ $labels.namespace }}"
 
 # SLO → (recording-rule metric, error budget)
 SLOS = {
@@ -118,7 +121,35 @@ def test_every_alert_explains_itself_and_links_its_runbook_section(rule_groups):
         annotations = alert.get("annotations", {})
         assert annotations.get("summary") and annotations.get("description"), f"{name}: summary and description"
         assert alert.get("labels", {}).get("severity") in {"critical", "warning"}, f"{name}: severity label"
+        # Absolute: a pager shows it as a link, and a relative path leads nowhere.
         url = annotations.get("runbook_url", "")
         path, _, anchor = url.partition("#")
-        assert path == "observability/runbooks.md", f"{name}: runbook_url {url!r}"
+        assert path == RUNBOOKS_URL, f"{name}: runbook_url {url!r} is not {RUNBOOKS_URL}#…"
         assert anchor == name.lower() and anchor in anchors, f"{name}: no runbook section #{anchor}"
+        dashboard = annotations.get("dashboard_url", "")
+        assert dashboard == DASHBOARD_URL, f"{name}: dashboard_url {dashboard!r}"
+
+
+def test_runbook_links_point_at_this_repository():
+    """The runbook URLs name the repository Argo CD deploys from (manifests/argocd/repository.env)."""
+    env = dict(line.split("=", 1) for line in REPOSITORY_ENV.read_text().splitlines()
+               if line and not line.startswith("#"))
+    repo = env["REPO_URL"].removesuffix(".git")
+    assert RUNBOOKS_URL == f"{repo}/blob/main/observability/runbooks.md"
+
+
+def test_dashboard_url_opens_this_dashboard(dashboard):
+    assert DASHBOARD_URL.split("?")[0].endswith(f"/d/{dashboard['uid']}/counter-service")
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert "namespace" in variables
+
+
+def test_pages_need_a_minimum_of_failed_requests(rule_groups):
+    """A ratio alone pages on one error at low traffic; every page also needs 5 bad requests in its long window."""
+    for alert in queries.alerts(rule_groups):
+        if alert["labels"]["severity"] != "critical" or "slo" not in alert["labels"]:
+            continue
+        metric = SLOS[alert["labels"]["slo"]][0]
+        long_window = re.search(rf"{re.escape(metric)}:ratio_rate(\w+)", alert["expr"]).group(1)
+        assert re.search(rf"\sand\s+{re.escape(metric)}:increase{long_window} >= 5\s*$", alert["expr"]), \
+            f"{alert['alert']}: no minimum of failed requests over {long_window}"

@@ -63,7 +63,7 @@ pub const VARIABLES: &[Variable] = &[
     var("REQUEST_TIMEOUT_MS", "5000", "per-request deadline (504 once it passes)"),
     var("HEADER_READ_TIMEOUT_MS", "10000", "bound on receiving a request's headers (slow clients)"),
     var("KEEPALIVE_IDLE_TIMEOUT_S", "75", "idle keep-alive connections close after this; keep above the ALB's 60 s"),
-    var("MAX_CONNECTIONS", "10000", "open client connections; further ones wait in the kernel backlog"),
+    var("MAX_CONNECTIONS", "1024", "open client connections; at the limit a new one evicts an idle, stalled or silent one, else waits in the kernel backlog"),
     var("DRAIN_PERIOD_MS", "5000", "after SIGTERM: readiness 503 but keep serving this long"),
     var("SHUTDOWN_TIMEOUT_MS", "10000", "after the drain: bound on finishing requests and flushing writes"),
     var("READY_CHECK_INTERVAL_MS", "1000", "how often the store is pinged for readiness"),
@@ -209,6 +209,21 @@ impl Config {
             )?),
             traces: trace_config(&env)?,
         };
+        // The same port on both listeners (or any address with the other's port on a wildcard)
+        // would fail at bind time as "already in use", blaming another process.
+        let (public, metrics) = (config.listen_addr, config.metrics_addr);
+        let overlap = public.ip() == metrics.ip()
+            || public.ip().is_unspecified()
+            || metrics.ip().is_unspecified();
+        if public.port() == metrics.port() && public.port() != 0 && overlap {
+            return Err(ConfigError {
+                name: "METRICS_ADDR",
+                value: metrics.to_string(),
+                expected: format!(
+                    "a port other than LISTEN_ADDR's ({public}): the metrics listener is separate"
+                ),
+            });
+        }
         if config.ready_stale_after <= config.ready_check_interval {
             return Err(ConfigError {
                 name: "READY_STALE_AFTER_MS",
@@ -570,6 +585,31 @@ mod tests {
             parse(&[("MAX_BATCH", "0")]).err().unwrap().name,
             "MAX_BATCH"
         );
+    }
+
+    #[test]
+    fn the_two_listeners_cannot_share_a_port() {
+        for (public, metrics) in [
+            ("127.0.0.1:18935", "127.0.0.1:18935"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:9090", "0.0.0.0:9090"),
+        ] {
+            let err = parse(&[("LISTEN_ADDR", public), ("METRICS_ADDR", metrics)])
+                .err()
+                .unwrap_or_else(|| panic!("{public} and {metrics} accepted"));
+            assert_eq!(err.name, "METRICS_ADDR");
+        }
+        // Different interfaces may share a port; port 0 means "any free one" for both.
+        assert!(parse(&[
+            ("LISTEN_ADDR", "127.0.0.1:8080"),
+            ("METRICS_ADDR", "127.0.0.2:8080")
+        ])
+        .is_ok());
+        assert!(parse(&[
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+            ("METRICS_ADDR", "127.0.0.1:0")
+        ])
+        .is_ok());
     }
 
     #[test]

@@ -164,7 +164,13 @@ fn explain(error: &StartError, config: &Config) -> String {
             } else {
                 "METRICS_ADDR"
             };
-            let example = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port().wrapping_add(1));
+            // A suggestion that is neither this port nor the other listener's.
+            let taken = [config.listen_addr.port(), config.metrics_addr.port()];
+            let free = (1..=2u16)
+                .map(|step| addr.port().wrapping_add(step))
+                .find(|port| !taken.contains(port))
+                .unwrap_or(0);
+            let example = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), free);
             match source.kind() {
                 std::io::ErrorKind::AddrInUse => format!(
                     "port {} ({variable}={addr}) is already in use, perhaps by another \
@@ -206,7 +212,13 @@ fn explain(error: &StartError, config: &Config) -> String {
         ),
         StartError::Store(OpenError::Embedded { path, source }) => format!(
             "cannot open the embedded store {path}: {source}. It must be a SQLite file this \
-             user can write; point DATA_DIR elsewhere to start a new one."
+             user can write, on a file system with free space (a full disk can show as \"disk \
+             I/O error\"). Pointing DATA_DIR elsewhere starts a new count from 0."
+        ),
+        StartError::Store(OpenError::OrphanedJournal { path }) => format!(
+            "the embedded store {path} is missing but its -wal/-shm files are there: the \
+             database was deleted or moved while a process used it. Starting would hand out \
+             counts from 0 again; restore the file, or remove the -wal/-shm files to start over."
         ),
         StartError::Store(OpenError::CaFile { path, reason }) => format!(
             "cannot use DATABASE_CA_FILE={path}: {reason}. It must be a readable PEM bundle of \

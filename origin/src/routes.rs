@@ -86,7 +86,8 @@ async fn serve(app: &App, request: Request<Incoming>) -> (Endpoint, Response<Bod
             target: "access",
             method = method.label(),
             endpoint = endpoint.label(),
-            path = path_for_log.as_deref().unwrap_or(""),
+            // Unsampled 5xx lines have no path copy (the endpoint label says where).
+            path = path_for_log.as_deref(),
             status,
             micros = elapsed.as_micros() as u64,
         );

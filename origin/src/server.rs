@@ -7,20 +7,24 @@
 //! - the first request on a connection, HTTP/1.1 or HTTP/2 (preface, settings and the first
 //!   stream's headers), must arrive within `HEADER_READ_TIMEOUT_MS` of the accept, and every later
 //!   HTTP/1.1 head within that of its first byte; otherwise the connection is dropped: slow,
-//!   silent and preface-only clients cannot hold connection slots. And at `MAX_CONNECTIONS`, a
-//!   new connection evicts the oldest one that has not yet sent a complete request, so a flood of
-//!   such connections cannot keep a real client waiting in the backlog for round after round of
-//!   header timeouts;
+//!   silent and preface-only clients cannot hold connection slots;
+//! - at `MAX_CONNECTIONS`, a new connection evicts an open one that is doing nothing useful,
+//!   first one that has sent no request, then one whose answers its client does not read, then
+//!   the longest idle one, each only after a short grace (so a client whose request is already in
+//!   the socket is never the victim); only when none qualifies does it wait, and the rest wait in
+//!   the kernel's backlog. Floods of such connections cannot keep real clients out;
 //! - a connection with no request in flight (for HTTP/2: no open stream) for
 //!   `KEEPALIVE_IDLE_TIMEOUT_S` is closed gracefully. That timeout must exceed the ALB's (60 s):
 //!   the ALB must always be the side that closes an idle connection, or it may send a request
 //!   into a socket we are closing (a 502);
 //! - a request is in flight until its answer has been handed to the socket, so an answer the
 //!   client does not read (an HTTP/2 flow-control window of zero) keeps it in flight; when
-//!   answers wait and nothing has been written for `HEADER_READ_TIMEOUT_MS`, the connection is
-//!   dropped, and while more than `MAX_UNSENT_BYTES` of answers wait, further requests on it get a
+//!   answers wait, or the socket refuses our bytes (an HTTP/1.1 client that pipelines and never
+//!   reads), and nothing has been written for `HEADER_READ_TIMEOUT_MS`, the connection is
+//!   dropped; while more than `MAX_UNSENT_BYTES` of answers wait, further requests on it get a
 //!   short `503`. With at most `MAX_H2_STREAMS` streams, this bounds what one connection can make
-//!   the process hold.
+//!   the process hold, and `MAX_CONNECTIONS` bounds the connections (docs/design.md §1 has the
+//!   arithmetic).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +44,7 @@ use tokio::task::AbortHandle;
 
 use crate::app::App;
 use crate::routes;
+use crate::telemetry::metrics::CloseReason;
 
 /// Largest request head (request line + headers) accepted; larger gets `431`.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -47,7 +52,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Concurrent streams one HTTP/2 client may open. The ALB speaks HTTP/1.1 to targets; this only
 /// bounds direct HTTP/2 clients, and a few dozen streams is all a page or a load test uses.
-const MAX_H2_STREAMS: u32 = 32;
+const MAX_H2_STREAMS: u32 = 16;
 /// Answer bytes one connection may have waiting to be sent before further requests get a `503`.
 pub const MAX_UNSENT_BYTES: u64 = 256 * 1024;
 /// What HTTP/2 may buffer for one stream beyond the peer's window (hyper's default is 1 MiB).
@@ -76,7 +81,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let (closing, closing_rx) = watch::channel(false);
     let builder = Arc::new(connection_builder());
-    let unproven = Arc::new(Unproven::default());
+    let connections = Arc::new(Connections::default());
     let trim = tokio::spawn(trim_memory_after_connections_close(
         Arc::clone(&limit),
         config.max_connections,
@@ -97,24 +102,34 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
         let permit = match Arc::clone(&limit).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                // At the limit: make room by evicting a connection that never sent a request,
-                // else wait for one to end (one accepted socket waits here; the rest, in the
-                // kernel's backlog).
-                unproven.evict_oldest();
-                tokio::select! {
-                    permit = Arc::clone(&limit).acquire_owned() => permit.expect("never closed"),
-                    _ = turned_true(&mut stop) => break,
-                }
+                // At the limit: make room by evicting a connection that does nothing useful, else
+                // wait for one to end (one accepted socket waits here; the rest, in the kernel's
+                // backlog).
+                let grace = EVICTION_GRACE.min(config.header_read_timeout / 10);
+                let permit = loop {
+                    if let Some(reason) = connections.evict_one(grace.as_millis() as u64) {
+                        app.metrics.connection_closed(reason);
+                    }
+                    // The evicted task gives its permit back once dropped; until a permit comes,
+                    // look again as connections age past the grace.
+                    tokio::select! {
+                        permit = Arc::clone(&limit).acquire_owned() => break Some(permit.expect("never closed")),
+                        _ = tokio::time::sleep(grace.max(Duration::from_millis(20)) / 2) => {}
+                        _ = turned_true(&mut stop) => break None,
+                    }
+                };
+                let Some(permit) = permit else { break };
+                permit
             }
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::new(ConnectionState {
             app: Arc::clone(&app),
             activity: Activity::new(),
-            id: unproven.next_id(),
-            unproven: Arc::clone(&unproven),
+            id: connections.next_id(),
+            connections: Arc::clone(&connections),
         });
-        let registration = unproven.insert(&state);
+        let registration = connections.insert(&state);
         let task = tokio::spawn(serve_connection(
             stream,
             registration,
@@ -122,7 +137,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
             closing_rx.clone(),
             permit,
         ));
-        unproven.started(state.id, task.abort_handle());
+        connections.started(state.id, task.abort_handle());
     }
     drop(listener);
     trim.abort();
@@ -169,6 +184,8 @@ struct Activity {
     unsent_bytes: AtomicU64,
     /// `clock_ms()` when bytes were last written to the socket or an answer became ready.
     progress_ms: AtomicU64,
+    /// `clock_ms()` since which the socket has refused our bytes (its buffer is full); 0 = not.
+    write_blocked_ms: AtomicU64,
     requests: AtomicU64,
     /// `clock_ms()` when the connection last became idle.
     idle_since_ms: AtomicU64,
@@ -187,6 +204,7 @@ impl Activity {
             unsent: AtomicU32::new(0),
             unsent_bytes: AtomicU64::new(0),
             progress_ms: AtomicU64::new(now),
+            write_blocked_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(now),
             head_started_ms: AtomicU64::new(0),
@@ -194,12 +212,10 @@ impl Activity {
         }
     }
 
-    /// Returns true for the connection's first request.
-    fn request_started(&self) -> bool {
-        let first = self.requests.fetch_add(1, Ordering::Relaxed) == 0;
+    fn request_started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
-        first
     }
 
     /// The handler has answered; the answer now waits to be sent.
@@ -223,8 +239,31 @@ impl Activity {
     }
 
     fn bytes_sent(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) != 0 {
+            self.write_blocked_ms.store(0, Ordering::Relaxed);
+        }
         if self.unsent.load(Ordering::Relaxed) > 0 {
             self.progress_ms.store(clock_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn write_blocked(&self) {
+        if self.write_blocked_ms.load(Ordering::Relaxed) == 0 {
+            self.write_blocked_ms
+                .store(clock_ms().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Since when the client has not taken what we have for it: answers waiting with nothing
+    /// written, or a socket refusing our bytes.
+    fn stalled_since(&self) -> Option<u64> {
+        let blocked = self.write_blocked_ms.load(Ordering::Relaxed);
+        let waiting = (self.unsent.load(Ordering::Relaxed) > 0)
+            .then(|| self.progress_ms.load(Ordering::Relaxed));
+        match (blocked, waiting) {
+            (0, waiting) => waiting,
+            (blocked, Some(waiting)) => Some(blocked.min(waiting)),
+            (blocked, None) => Some(blocked),
         }
     }
 
@@ -245,26 +284,33 @@ struct ConnectionState {
     app: Arc<App>,
     activity: Activity,
     id: u64,
-    unproven: Arc<Unproven>,
+    connections: Arc<Connections>,
 }
 
-/// Keeps a connection in [`Unproven`] until its task ends (also when aborted before it ran).
+/// Keeps a connection in [`Connections`] until its task ends (also when aborted before it ran).
 struct Registration(Arc<ConnectionState>);
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.0.unproven.remove(self.0.id);
+        self.0.connections.remove(self.0.id);
     }
 }
 
-/// Open connections that have not yet sent a complete request, oldest first (ids grow).
+/// How long a connection is spared from eviction after it was accepted, answered or went idle
+/// (at most a tenth of the header timeout): a request already in its socket gets parsed first.
+const EVICTION_GRACE: Duration = Duration::from_millis(100);
+
+/// A registered connection, and its task once spawned.
+type Entry = (Arc<ConnectionState>, Option<AbortHandle>);
+
+/// Every open connection, by id (accept order), so that at the limit one can be evicted.
 #[derive(Default)]
-struct Unproven {
+struct Connections {
     next_id: std::sync::atomic::AtomicU64,
-    connections: Mutex<BTreeMap<u64, (Arc<ConnectionState>, Option<AbortHandle>)>>,
+    open: Mutex<BTreeMap<u64, Entry>>,
 }
 
-impl Unproven {
+impl Connections {
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -287,34 +333,46 @@ impl Unproven {
         drop(removed);
     }
 
-    /// Ends the oldest connection that has sent no complete request; false when there is none.
-    fn evict_oldest(&self) -> bool {
-        let mut skipped = Vec::new();
-        let mut connections = self.lock();
-        let evicted = loop {
-            let Some((_, (state, task))) = connections.pop_first() else {
-                break false;
-            };
-            if let Some(task) = task.filter(|_| state.activity.requests.load(Ordering::Relaxed) == 0) {
-                task.abort();
-                skipped.push(state);
-                break true;
-            }
-            skipped.push(state);
-        };
-        drop(connections);
-        drop(skipped);
-        if evicted {
-            tracing::debug!("connection limit reached: evicted a connection that sent no request");
+    /// Ends the connection least worth keeping, if one has been so for longer than `grace_ms`:
+    /// first one that sent no request (oldest first), then one whose client does not read its
+    /// answers (stalled longest first), then the longest idle. Only when the limit is reached.
+    fn evict_one(&self, grace_ms: u64) -> Option<CloseReason> {
+        let now = clock_ms();
+        let mut open = self.lock();
+        let victim = open
+            .iter()
+            .filter_map(|(&id, (state, task))| {
+                task.as_ref()?;
+                let a = &state.activity;
+                let due = |since: u64| since + grace_ms <= now;
+                let candidate = if a.requests.load(Ordering::Relaxed) == 0 {
+                    due(a.accepted_ms).then_some((CloseReason::EvictedUnproven, a.accepted_ms))
+                } else if let Some(since) = a.stalled_since() {
+                    due(since).then_some((CloseReason::EvictedStalled, since))
+                } else if a.in_flight.load(Ordering::Relaxed) == 0 {
+                    let idle = a.idle_since_ms.load(Ordering::Relaxed);
+                    due(idle).then_some((CloseReason::EvictedIdle, idle))
+                } else {
+                    None
+                };
+                candidate.map(|(reason, since)| (reason, since, id))
+            })
+            .min();
+        let (reason, _, id) = victim?;
+        let removed = open.remove(&id);
+        drop(open);
+        if let Some((_, Some(task))) = &removed {
+            task.abort();
         }
-        evicted
+        tracing::debug!(
+            reason = reason.label(),
+            "connection limit reached: evicted a connection"
+        );
+        Some(reason)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<u64, (Arc<ConnectionState>, Option<AbortHandle>)>> {
-        self.connections
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -326,18 +384,18 @@ enum Verdict {
     CheckAt(u64),
     /// Idle too long: ask the connection to close gracefully.
     CloseIdle,
-    /// A request head did not arrive in time (slow or silent client), or answers wait and the
-    /// client reads nothing: drop the connection.
-    Drop,
+    /// Drop the connection: a request head did not arrive in time (slow or silent client), or
+    /// the client takes nothing of what we have for it.
+    Drop(CloseReason),
 }
 
 fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) -> Verdict {
     // Wake at least every header timeout, so a head that starts arriving is timed from its start.
     let soon = now + header_timeout;
-    if activity.unsent.load(Ordering::Relaxed) > 0 {
-        let deadline = activity.progress_ms.load(Ordering::Relaxed) + header_timeout;
+    if let Some(since) = activity.stalled_since() {
+        let deadline = since + header_timeout;
         if now >= deadline {
-            return Verdict::Drop;
+            return Verdict::Drop(CloseReason::SendStalled);
         }
         return Verdict::CheckAt(deadline.min(soon));
     }
@@ -349,7 +407,7 @@ fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) 
     if head_started != 0 && !http2 {
         let deadline = head_started + header_timeout;
         return if now >= deadline {
-            Verdict::Drop
+            Verdict::Drop(CloseReason::HeadTimeout)
         } else {
             Verdict::CheckAt(deadline)
         };
@@ -358,7 +416,7 @@ fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) 
     if activity.requests.load(Ordering::Relaxed) == 0 {
         let deadline = activity.accepted_ms + header_timeout;
         return if now >= deadline {
-            Verdict::Drop
+            Verdict::Drop(CloseReason::HeadTimeout)
         } else {
             Verdict::CheckAt(deadline)
         };
@@ -436,8 +494,12 @@ async fn serve_connection(
                     Some(deadline) => deadline,
                     None => match judge(&connection_state.activity, now, header_timeout, idle_timeout) {
                         Verdict::CheckAt(at) => at,
-                        Verdict::Drop => return,
+                        Verdict::Drop(reason) => {
+                            app.metrics.connection_closed(reason);
+                            return;
+                        }
                         Verdict::CloseIdle => {
+                            app.metrics.connection_closed(CloseReason::IdleTimeout);
                             connection.as_mut().graceful_shutdown();
                             // Nothing is in flight, so all hyper may still wait for is a request
                             // head (e.g. a partial one pipelined behind the last request, which
@@ -477,6 +539,16 @@ impl AsyncRead for WatchedStream {
     }
 }
 
+impl WatchedStream {
+    fn written(&self, result: &Poll<std::io::Result<usize>>) {
+        match result {
+            Poll::Ready(Ok(n)) if *n > 0 => self.state.activity.bytes_sent(),
+            Poll::Pending => self.state.activity.write_blocked(),
+            _ => {}
+        }
+    }
+}
+
 impl AsyncWrite for WatchedStream {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -485,9 +557,7 @@ impl AsyncWrite for WatchedStream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.activity.bytes_sent();
-        }
+        this.written(&result);
         result
     }
 
@@ -498,9 +568,7 @@ impl AsyncWrite for WatchedStream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.activity.bytes_sent();
-        }
+        this.written(&result);
         result
     }
 
@@ -527,9 +595,7 @@ struct InFlight {
 
 impl InFlight {
     fn start(state: Arc<ConnectionState>) -> Self {
-        if state.activity.request_started() {
-            state.unproven.remove(state.id);
-        }
+        state.activity.request_started();
         Self {
             state,
             answer_bytes: None,

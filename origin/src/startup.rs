@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::counter::{self, IncrementBatcher, ReadCache};
+use crate::counter::{self, BatchLimits, IncrementBatcher, ReadCache, WriterParts};
 use crate::health::{self, Readiness};
 use crate::telemetry::{self, metrics::Metrics, traces::Traces};
 use crate::{routes, server, store};
@@ -79,6 +79,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
+    let pooled = Arc::clone(&store);
+    metrics.watch_pool(move || pooled.pool_usage());
     let readiness = Arc::new(Readiness::new(config.ready_stale_after));
     let cache = Arc::new(ReadCache::new(
         Arc::clone(&store),
@@ -86,13 +88,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&metrics),
     ));
     let batcher = IncrementBatcher::start(
-        Arc::clone(&store),
-        Arc::clone(&cache),
-        Arc::clone(&readiness),
-        Arc::clone(&metrics),
-        traces.clone(),
-        config.max_batch,
-        config.write_queue_capacity,
+        WriterParts {
+            store: Arc::clone(&store),
+            cache: Arc::clone(&cache),
+            readiness: Arc::clone(&readiness),
+            metrics: Arc::clone(&metrics),
+            traces: traces.clone(),
+        },
+        BatchLimits {
+            max_batch: config.max_batch,
+            queue_capacity: config.write_queue_capacity,
+        },
     );
     let pruner =
         counter::idempotency::spawn_pruner(Arc::clone(&store), config.idempotency_key_retention);

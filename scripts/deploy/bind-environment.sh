@@ -2,7 +2,8 @@
 # Write this environment's non-secret bindings into the files Argo CD renders, from Terraform outputs:
 #   scripts/deploy/bind-environment.sh INFRA_OUTPUTS_JSON APP_OUTPUTS_JSON REGION REPO_URL [MANIFESTS_DIR]
 # INFRA/APP_OUTPUTS_JSON are `terraform output -json` of terraform/infra and terraform/app. Writes
-# manifests/overlays/prod/aws.env and manifests/argocd/repository.env in place (each KEY= line must
+# manifests/overlays/prod/aws.env, manifests/overlays/prod/repository.env (the repository's owner and
+# name, for the alerts' runbook links) and manifests/argocd/repository.env in place (each KEY= line must
 # already exist there: a missing line means the manifests and this script disagree, and it stops).
 # Nothing written is a credential: the database URL carries no password (IAM authentication).
 # Used by .github/workflows/bootstrap.yml (deploy stage); tested in .github/tests.
@@ -35,8 +36,11 @@ set_env() {
 
 aws_env=$manifests/overlays/prod/aws.env
 repository_env=$manifests/argocd/repository.env
-[ -f "$aws_env" ] || die "no $aws_env"
-[ -f "$repository_env" ] || die "no $repository_env"
+links_env=$manifests/overlays/prod/repository.env
+for f in "$aws_env" "$repository_env" "$links_env"; do [ -f "$f" ] || die "no $f"; done
+# https://github.com/OWNER/NAME(.git) or git@github.com:OWNER/NAME(.git) (argocd-repository.sh url).
+[[ $repo_url =~ [:/]([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)$ ]] || die "cannot read OWNER/NAME from '$repo_url'"
+repo_owner=${BASH_REMATCH[1]} repo_name=${BASH_REMATCH[2]%.git}
 
 host=$(out "$infra_json" db_endpoint)
 port=$(out "$infra_json" db_port)
@@ -56,3 +60,5 @@ set_env "$aws_env" ALERTS_TOPIC_ARN "$(out "$app_json" alerts_topic_arn)"
 set_env "$aws_env" HEARTBEAT_TOPIC_ARN "$(out "$app_json" heartbeat_topic_arn)"
 set_env "$aws_env" ALERTS_TOPIC_REGION "$(out "$app_json" alerts_topic_region)"
 set_env "$repository_env" REPO_URL "$repo_url"
+set_env "$links_env" REPO_OWNER "$repo_owner"
+set_env "$links_env" REPO_NAME "$repo_name"

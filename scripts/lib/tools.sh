@@ -16,7 +16,11 @@ ensure_apt() {
   if [ ! -f /tmp/.counter-apt-updated ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && touch /tmp/.counter-apt-updated
   fi
+  # A package list older than the marker (cleaned, or refreshed by someone else) fails the first
+  # try: refresh it once more before giving up.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
+    || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null; } \
     || die "apt-get install $package failed"
   command -v "$command" >/dev/null 2>&1 || die "'$command' still missing after installing $package"
 }

@@ -103,13 +103,12 @@ resource "aws_lb" "this" {
   # connection the ALB still considers reusable. CloudFront's origin keep-alive is below this one.
   idle_timeout = 60
 
+  # The module's output waits for the bucket policy: the ALB checks it may write there on creation.
   access_logs {
-    bucket  = aws_s3_bucket.logs.id
+    bucket  = module.logs_bucket.bucket
     prefix  = "alb"
     enabled = true
   }
-
-  depends_on = [aws_s3_bucket_policy.logs]
 }
 
 resource "aws_lb_target_group" "origin" {

@@ -74,6 +74,7 @@ resource "aws_sns_topic" "heartbeat" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "heartbeat" {
+  #checkov:skip=CKV_AWS_319:Created with actions off on purpose (it breaches until the first deploy); the bootstrap's deploy stage enables them and Terraform ignores the switch afterwards.
   provider = aws.us_east_1
 
   alarm_name          = "${local.name}-alertmanager-heartbeat-missing"
@@ -88,9 +89,18 @@ resource "aws_cloudwatch_metric_alarm" "heartbeat" {
   treat_missing_data  = "breaching"
   alarm_actions       = [aws_sns_topic.alerts.arn]
   ok_actions          = [aws_sns_topic.alerts.arn]
+  # Created silent: missing data breaches, and until the first deploy succeeds there is no Watchdog,
+  # so it would page through every bootstrap (and forever after a failed one). The bootstrap's deploy
+  # stage enables the actions once the Application is Synced and Healthy (paging_alarm_names).
+  actions_enabled = false
 
   dimensions = {
     TopicName = aws_sns_topic.heartbeat.name
+  }
+
+  lifecycle {
+    # Owned by the deploy stage after creation; an apply must not silence a live deployment again.
+    ignore_changes = [actions_enabled]
   }
 }
 
@@ -225,6 +235,7 @@ resource "aws_route53_health_check" "public_url" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "public_url" {
+  #checkov:skip=CKV_AWS_319:Created with actions off on purpose (it breaches until the first deploy); the bootstrap's deploy stage enables them and Terraform ignores the switch afterwards.
   provider = aws.us_east_1
 
   alarm_name          = "${local.name}-public-url-down"
@@ -239,8 +250,14 @@ resource "aws_cloudwatch_metric_alarm" "public_url" {
   treat_missing_data  = "breaching"
   alarm_actions       = [aws_sns_topic.alerts.arn]
   ok_actions          = [aws_sns_topic.alerts.arn]
+  # Silent until the deploy stage has a served page to probe (see the heartbeat alarm).
+  actions_enabled = false
 
   dimensions = {
     HealthCheckId = aws_route53_health_check.public_url.id
+  }
+
+  lifecycle {
+    ignore_changes = [actions_enabled]
   }
 }

@@ -245,5 +245,6 @@ resource "aws_cloudfront_distribution" "this" {
     include_cookies = false
   }
 
-  depends_on = [aws_s3_bucket_ownership_controls.logs]
+  # Standard logging writes through the bucket ACL: ownership controls must be in place first.
+  depends_on = [module.logs_bucket]
 }

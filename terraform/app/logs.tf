@@ -15,83 +15,60 @@ resource "aws_s3_bucket" "logs" {
   force_destroy = var.teardown
 }
 
-resource "aws_s3_bucket_ownership_controls" "logs" {
+# Versioning, SSE-S3, public access block, ownership, lifecycle and the TLS-only policy: the
+# project's one hardened-bucket definition, plus the log writers' statements below.
+module "logs_bucket" {
   #checkov:skip=CKV2_AWS_65:CloudFront standard logging writes through the bucket ACL and needs ACLs enabled.
-  bucket = aws_s3_bucket.logs.id
+  source = "../modules/s3-bucket-hardening"
 
-  rule {
-    object_ownership = "BucketOwnerPreferred"
-  }
+  bucket           = aws_s3_bucket.logs.id
+  bucket_arn       = aws_s3_bucket.logs.arn
+  kms_key_arn      = null
+  object_ownership = "BucketOwnerPreferred"
+
+  lifecycle_rules = [{
+    id                           = "expire-access-logs"
+    expiration_days              = var.log_retention_days
+    noncurrent_days              = 1
+    abort_incomplete_upload_days = 1
+  }]
+
+  policy_documents = [data.aws_iam_policy_document.logs.json]
 }
 
-resource "aws_s3_bucket_public_access_block" "logs" {
-  bucket                  = aws_s3_bucket.logs.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
+# The hardening used to be written out here: these keep every object where it is in the state.
+moved {
+  from = aws_s3_bucket_ownership_controls.logs
+  to   = module.logs_bucket.aws_s3_bucket_ownership_controls.this
 }
 
-resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
-  bucket = aws_s3_bucket.logs.id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
-    }
-  }
+moved {
+  from = aws_s3_bucket_public_access_block.logs
+  to   = module.logs_bucket.aws_s3_bucket_public_access_block.this
 }
 
-resource "aws_s3_bucket_versioning" "logs" {
-  bucket = aws_s3_bucket.logs.id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.logs
+  to   = module.logs_bucket.aws_s3_bucket_server_side_encryption_configuration.this
 }
 
-resource "aws_s3_bucket_lifecycle_configuration" "logs" {
-  bucket = aws_s3_bucket.logs.id
-
-  rule {
-    id     = "expire-access-logs"
-    status = "Enabled"
-
-    filter {}
-
-    expiration {
-      days = var.log_retention_days
-    }
-
-    noncurrent_version_expiration {
-      noncurrent_days = 1
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
-    }
-  }
+moved {
+  from = aws_s3_bucket_versioning.logs
+  to   = module.logs_bucket.aws_s3_bucket_versioning.this
 }
 
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.logs
+  to   = module.logs_bucket.aws_s3_bucket_lifecycle_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.logs
+  to   = module.logs_bucket.aws_s3_bucket_policy.this
+}
+
+# The log writers' statements; the module puts the TLS-only rules before them.
 data "aws_iam_policy_document" "logs" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
   # Regions older than August 2022 (eu-west-2 among them) deliver as the regional ELB account;
   # newer ones as the log delivery service. Both are admitted, to the alb/ prefix only.
   statement {
@@ -115,11 +92,4 @@ data "aws_iam_policy_document" "logs" {
       identifiers = ["logdelivery.elasticloadbalancing.amazonaws.com"]
     }
   }
-}
-
-resource "aws_s3_bucket_policy" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  policy = data.aws_iam_policy_document.logs.json
-
-  depends_on = [aws_s3_bucket_public_access_block.logs]
 }

@@ -77,3 +77,8 @@ output "pod_identity_role_arns" {
   description = "Pod Identity roles by workload (origin, migrate, alertmanager, grafana); the associations bind them, no annotation needed."
   value       = { for key, role in aws_iam_role.pod_identity : key => role.arn }
 }
+
+output "paging_alarm_names" {
+  description = "Alarms (us-east-1) created with their actions off because they breach until the first deploy has succeeded; the bootstrap's deploy stage enables them."
+  value       = [aws_cloudwatch_metric_alarm.heartbeat.alarm_name, aws_cloudwatch_metric_alarm.public_url.alarm_name]
+}

@@ -144,9 +144,9 @@ variable "aws_load_balancer_controller_chart_version" {
 }
 
 variable "cluster_autoscaler_chart_version" {
-  description = "Exact version of the kubernetes/autoscaler cluster-autoscaler chart; its app minor version must match the cluster's Kubernetes minor (9.46.x ships 1.32)."
+  description = "Exact version of the kubernetes/autoscaler cluster-autoscaler chart; its app minor version must match the cluster's Kubernetes minor (9.59.1 ships 1.35.0)."
   type        = string
-  default     = "9.46.6"
+  default     = "9.59.1"
 }
 
 variable "teardown" {

@@ -291,7 +291,12 @@ data "aws_iam_policy_document" "workload_boundary" {
       "eks-auth:*",
       "elasticloadbalancing:*",
       "kms:Decrypt",
+      "kms:DescribeKey",
+      "kms:Encrypt",
       "kms:GenerateDataKey",
+      "kms:GenerateDataKeyWithoutPlaintext",
+      "kms:ReEncryptFrom",
+      "kms:ReEncryptTo",
       "logs:*",
       "rds-db:connect",
       "secretsmanager:GetSecretValue",
@@ -304,6 +309,22 @@ data "aws_iam_policy_document" "workload_boundary" {
       "xray:*",
     ]
     resources = ["*"]
+  }
+
+  # Encrypted EBS volumes (the gp3 StorageClass): EC2 asks KMS for a grant on the volume's key in
+  # the EBS CSI driver's name, even for the AWS-managed aws/ebs key, whose key policy admits the
+  # account's principals through EC2. A boundary without these leaves every PVC Pending
+  # (the driver's documented KMS policy; grants only for AWS resources).
+  statement {
+    sid       = "KmsGrantsForEncryptedVolumes"
+    actions   = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]
+    resources = ["*"]
+
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
   }
 }
 

@@ -84,125 +84,68 @@ resource "aws_s3_bucket" "state" {
   }
 }
 
-resource "aws_s3_bucket_versioning" "state" {
-  bucket = aws_s3_bucket.state.id
+# Versioning, SSE-KMS with the state key, public access block, ACLs off, lifecycle and the TLS-only
+# policy: the project's one hardened-bucket definition, plus this bucket's encryption rules below.
+module "state_bucket" {
+  source = "../modules/s3-bucket-hardening"
 
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
+  bucket           = aws_s3_bucket.state.id
+  bucket_arn       = aws_s3_bucket.state.arn
+  kms_key_arn      = aws_kms_key.state.arn
+  object_ownership = "BucketOwnerEnforced"
 
-resource "aws_s3_bucket_server_side_encryption_configuration" "state" {
-  bucket = aws_s3_bucket.state.id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.state.arn
-    }
-    bucket_key_enabled = true
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "state" {
-  bucket                  = aws_s3_bucket.state.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "state" {
-  bucket = aws_s3_bucket.state.id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "state" {
-  bucket = aws_s3_bucket.state.id
-
-  rule {
-    id     = "expire-superseded-state"
-    status = "Enabled"
-
-    filter {}
-
-    noncurrent_version_expiration {
-      noncurrent_days = var.noncurrent_state_retention_days
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
-    }
-  }
-
-  # Saved plans (terraform-apply.yml) live here between the plan job and the approved apply job;
-  # they hold the same values as the state, so they get the same bucket, key and policy.
-  rule {
-    id     = "expire-saved-plans"
-    status = "Enabled"
-
-    filter {
-      prefix = "plans/"
-    }
-
-    expiration {
-      days = 7
-    }
-
-    noncurrent_version_expiration {
+  lifecycle_rules = [
+    {
+      id                           = "expire-superseded-state"
+      noncurrent_days              = var.noncurrent_state_retention_days
+      abort_incomplete_upload_days = 7
+    },
+    # Saved plans (terraform-apply.yml) live here between the plan job and the approved apply job;
+    # they hold the same values as the state, so they get the same bucket, key and policy.
+    {
+      id              = "expire-saved-plans"
+      prefix          = "plans/"
+      expiration_days = 7
       noncurrent_days = 1
-    }
-  }
+    },
+  ]
+
+  policy_documents = [data.aws_iam_policy_document.state_bucket.json]
 }
 
-resource "aws_s3_bucket_policy" "state" {
-  bucket = aws_s3_bucket.state.id
-  policy = data.aws_iam_policy_document.state_bucket.json
-
-  # The policy must not land before public access is blocked (it would be evaluated as public).
-  depends_on = [aws_s3_bucket_public_access_block.state]
+# The hardening used to be written out here: these keep every object where it is in the state.
+moved {
+  from = aws_s3_bucket_versioning.state
+  to   = module.state_bucket.aws_s3_bucket_versioning.this
 }
 
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.state
+  to   = module.state_bucket.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_public_access_block.state
+  to   = module.state_bucket.aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_ownership_controls.state
+  to   = module.state_bucket.aws_s3_bucket_ownership_controls.this
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.state
+  to   = module.state_bucket.aws_s3_bucket_lifecycle_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.state
+  to   = module.state_bucket.aws_s3_bucket_policy.this
+}
+
+# This bucket's own statements; the module puts the TLS-only rules before them.
 data "aws_iam_policy_document" "state_bucket" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.state.arn, "${aws_s3_bucket.state.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "DenyTlsOlderThan12"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.state.arn, "${aws_s3_bucket.state.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
-    }
-  }
-
   # Every state object is encrypted by the bucket's default SSE-KMS with the state key: the S3
   # backends send no SSE header (no `encrypt = true`, see versions.tf), and a request without the
   # header gets the bucket default. What must be refused is a request that *asks* for something

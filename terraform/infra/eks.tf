@@ -180,6 +180,12 @@ resource "aws_eks_node_group" "this" {
   lifecycle {
     # The Cluster Autoscaler owns the desired size once the group exists.
     ignore_changes = [scaling_config[0].desired_size]
+    # The console-created cluster must run the minor everything else is pinned to (the Cluster
+    # Autoscaler chart, Pod Security's enforce-version, the schemas the manifests are checked with).
+    precondition {
+      condition     = data.aws_eks_cluster.this.version == var.kubernetes_version
+      error_message = "The cluster runs Kubernetes ${data.aws_eks_cluster.this.version}, but this deployment is pinned to ${var.kubernetes_version} (terraform/README.md step 3). Upgrade the cluster, or move every pin together (terraform/tests/test_versions.py)."
+    }
   }
 
   # Route tables must exist for nodes to reach the control plane and ECR when they boot.
@@ -204,6 +210,17 @@ locals {
   # manifests rely on NetworkPolicies for the origin and the collector.
   addon_configuration = {
     vpc-cni = jsonencode({ enableNetworkPolicy = "true" })
+    # The agent's own configuration replaces the add-on's default, which also turns on Application
+    # Signals (traces and metrics through X-Ray, needing AWSXrayWriteOnlyAccess on this role). The
+    # origin's traces go to X-Ray through the ADOT collector instead, so only Container Insights
+    # (enhanced observability: per-pod metrics, billed per observation) stays on.
+    amazon-cloudwatch-observability = jsonencode({
+      agent = {
+        config = {
+          logs = { metrics_collected = { kubernetes = { enhanced_container_insights = true } } }
+        }
+      }
+    })
   }
 
   # Add-ons whose controller calls AWS: their service account gets a role through Pod Identity.
@@ -319,11 +336,13 @@ resource "aws_iam_role_policy_attachment" "pod_identity" {
 }
 
 # The CloudWatch observability add-on creates these groups without a retention (kept forever);
-# created here first, with one.
+# created here first, with one. Not "dataplane" and "host": on Amazon Linux 2023 nodes (journald, no
+# /var/log/messages) Fluent Bit sends nothing there (CloudWatch docs, "Quick start with the Amazon
+# CloudWatch Observability EKS add-on"), so they would only be empty groups.
 resource "aws_cloudwatch_log_group" "container_insights" {
   #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts at rest with a service key; container logs of this service carry no credentials (the origin logs none).
   #checkov:skip=CKV_AWS_338:30 days covers incident analysis; a year of container logs is cost without a consumer.
-  for_each = toset(["application", "dataplane", "host", "performance"])
+  for_each = toset(["application", "performance"])
 
   name              = "/aws/containerinsights/${data.aws_eks_cluster.this.name}/${each.key}"
   retention_in_days = var.log_retention_days

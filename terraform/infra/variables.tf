@@ -97,6 +97,12 @@ variable "teardown" {
   default     = false
 }
 
+variable "kubernetes_version" {
+  description = "Kubernetes minor the console-created cluster must run (node groups refuse another). EKS standard support for 1.35 ends 2027-03-27; move it with the pins listed in terraform/tests/test_versions.py."
+  type        = string
+  default     = "1.35"
+}
+
 variable "addon_versions" {
   description = "EKS add-on versions by add-on name. An add-on missing here gets the default version for the cluster's Kubernetes version."
   type        = map(string)

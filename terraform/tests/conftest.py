@@ -15,6 +15,8 @@ import pytest
 TERRAFORM = pathlib.Path(__file__).resolve().parent.parent
 REPO = TERRAFORM.parent
 LAYERS = ("bootstrap", "infra", "app")
+# Local modules the layers call, as paths under terraform/ ("modules/<name>").
+MODULES = tuple(sorted(f"modules/{p.name}" for p in (TERRAFORM / "modules").iterdir() if p.is_dir()))
 
 
 def unquote(value):
@@ -97,6 +99,13 @@ class Layer:
             found.update(block)
         return found
 
+    def module_calls(self):
+        """{name: body} of every `module "name"`."""
+        found = {}
+        for block in self.blocks("module"):
+            found.update(block)
+        return found
+
     def terraform_block(self):
         blocks = list(self.blocks("terraform"))
         assert len(blocks) == 1, f"{self.name}: expected one terraform block, found {len(blocks)}"
@@ -115,6 +124,11 @@ class Layer:
 @pytest.fixture(scope="session")
 def layers():
     return {name: Layer(name) for name in LAYERS}
+
+
+@pytest.fixture(scope="session")
+def modules():
+    return {name: Layer(name) for name in MODULES}
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ import re
 
 import pytest
 
-from conftest import LAYERS, TERRAFORM
+from conftest import LAYERS, MODULES, TERRAFORM, Layer
 
 EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
-@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("layer", LAYERS + MODULES)
 def test_layer_has_the_four_standard_files(layer):
     present = {p.name for p in (TERRAFORM / layer).glob("*.tf")}
     missing = {"main.tf", "variables.tf", "outputs.tf", "versions.tf"} - present
@@ -21,6 +21,14 @@ def test_main_tf_opens_with_what_the_layer_owns(layer):
     head = (TERRAFORM / layer / "main.tf").read_text().splitlines()[:3]
     assert head and head[0].startswith(f"# Layer: {layer}"), f"{layer}/main.tf must open with '# Layer: {layer} — …'"
     assert any("Owns" in line or "owns" in line for line in (TERRAFORM / layer / "main.tf").read_text().splitlines()[:15])
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_main_tf_opens_with_what_the_module_owns(module):
+    lines = (TERRAFORM / module / "main.tf").read_text().splitlines()
+    name = module.removeprefix("modules/")
+    assert lines and lines[0].startswith(f"# Module: {name}"), f"{module}/main.tf must open with '# Module: {name} — …'"
+    assert any("Owns" in line or "owns" in line for line in lines[:15])
 
 
 def test_one_exact_terraform_version_everywhere(layers):
@@ -55,9 +63,9 @@ def test_backend_is_s3_with_native_locking_and_no_hard_coded_bucket(layers, laye
     assert "dynamodb_table" not in backend
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_every_variable_is_typed_described_declared_and_used(layers, layer):
-    tf = layers[layer]
+@pytest.mark.parametrize("layer", LAYERS + MODULES)
+def test_every_variable_is_typed_described_declared_and_used(layer):
+    tf = Layer(layer)
     declared = tf.variables()
     for name, spec in declared.items():
         assert spec.get("type"), f"{layer}: variable {name} has no type"
@@ -67,15 +75,15 @@ def test_every_variable_is_typed_described_declared_and_used(layers, layer):
     assert not declared.keys() - used, f"{layer}: variables {sorted(declared.keys() - used)} declared but never used"
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_every_output_is_described(layers, layer):
-    for name, spec in layers[layer].outputs().items():
+@pytest.mark.parametrize("layer", LAYERS + MODULES)
+def test_every_output_is_described(layer):
+    for name, spec in Layer(layer).outputs().items():
         assert spec.get("description"), f"{layer}: output {name} has no description"
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_every_local_is_used(layers, layer):
-    tf = layers[layer]
+@pytest.mark.parametrize("layer", LAYERS + MODULES)
+def test_every_local_is_used(layer):
+    tf = Layer(layer)
     declared = tf.locals().keys()
     unused = declared - tf.references("local")
     assert not unused, f"{layer}: locals {sorted(unused)} are never used"
@@ -86,9 +94,9 @@ def test_region_defaults_to_eu_west_2(layers, layer):
     assert layers[layer].variables()["aws_region"]["default"] == "eu-west-2"
 
 
-def test_no_account_specific_literal(layers):
+def test_no_account_specific_literal(layers, modules):
     account_id = re.compile(r"(?<![\d.])\d{12}(?![\d.])")
-    for layer in layers.values():
+    for layer in [*layers.values(), *modules.values()]:
         for path in layer.dir.glob("*.tf"):
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 assert not account_id.search(line), f"{path.name}:{number}: looks like an account id: {line.strip()}"

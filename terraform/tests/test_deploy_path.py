@@ -3,6 +3,7 @@ form that had it (state writes refused, no storage driver, NetworkPolicies not e
 blocked, alerts going nowhere, the origin signing in as the master user)."""
 
 import fnmatch
+import json
 import re
 
 import pytest
@@ -67,12 +68,22 @@ SECURE = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
         ({"s3:x-amz-server-side-encryption": "AES256"}, True),
         ({"s3:x-amz-server-side-encryption": "aws:kms",
           "s3:x-amz-server-side-encryption-aws-kms-key-id": "arn:partition:kms:region:account:key/other"}, True),
+        # The transport rules every bucket gets from terraform/modules/s3-bucket-hardening.
+        ({"aws:SecureTransport": "false"}, True),
+        ({"s3:TlsVersion": "1.1"}, True),
     ],
-    ids=["no-header", "kms-default-key", "kms-state-key", "sse-s3", "kms-other-key"],
+    ids=["no-header", "kms-default-key", "kms-state-key", "sse-s3", "kms-other-key", "plain-http", "tls-1.1"],
 )
-def test_state_bucket_admits_backend_writes_and_refuses_other_encryption(layers, headers, refused):
-    """Issue 12 #1: no state could be written (the policy denied PutObject without an SSE header)."""
-    policy = layers["bootstrap"].data("aws_iam_policy_document")["state_bucket"]
+def test_state_bucket_admits_backend_writes_and_refuses_other_encryption(layers, modules, headers, refused):
+    """Issue 12 #1: no state could be written (the policy denied PutObject without an SSE header).
+    The policy as applied: the hardening module's transport rules, then the layer's own statements."""
+    call = layers["bootstrap"].module_calls()["state_bucket"]
+    module = modules[call["source"].removeprefix("../")]
+    transport = json.loads(json.dumps(module.data("aws_iam_policy_document")["transport"]["statement"])
+                           .replace("${var.bucket_arn}", call["bucket_arn"]))
+    own = layers["bootstrap"].data("aws_iam_policy_document")["state_bucket"]["statement"]
+    assert call["policy_documents"] == ["${data.aws_iam_policy_document.state_bucket.json}"]
+    policy = {"statement": transport + own}
     verdict = denied(policy, "s3:PutObject", OBJECT, {**SECURE, **headers})
     assert bool(verdict) is refused, f"{headers}: denied by {verdict}" if verdict else f"{headers}: admitted"
 
@@ -286,3 +297,44 @@ def test_no_database_password_reaches_the_cluster_or_terraform(layers):
     assert "db_master_user_secret_arn" in layers["infra"].outputs()
     infra_text = "".join(p.read_text() for p in (TERRAFORM / "infra").glob("*.tf"))
     assert "master_user_secret[0].secret_arn" in infra_text and "secret_string" not in infra_text
+
+
+# The KMS actions the EBS CSI driver's documented KMS policy grants for encrypted volumes
+# (kubernetes-sigs/aws-ebs-csi-driver docs/install.md, "KMS key policy"; the EKS user guide's
+# "Store Kubernetes volumes with Amazon EBS"). EC2 calls KMS on the driver's behalf.
+EBS_CSI_KMS_ACTIONS = (
+    "kms:CreateGrant",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:DescribeKey",
+)
+
+
+def test_the_workload_boundary_admits_encrypted_ebs_volumes(layers):
+    """W2: with only kms:Decrypt/GenerateDataKey in the boundary, the driver's CreateVolume of an
+    encrypted gp3 volume is refused and the PVC never binds."""
+    statements = policy_statements(layers["bootstrap"], "workload_boundary")
+    boundary = [a for s in statements for a in s["actions"]]
+    missing = [a for a in EBS_CSI_KMS_ACTIONS if not boundary_allows(boundary, a)]
+    assert not missing, f"the workload boundary refuses the EBS CSI driver's KMS calls: {missing}"
+    grants = [s for s in statements if "kms:CreateGrant" in s["actions"]]
+    assert all(s["condition"][0]["variable"] == "kms:GrantIsForAWSResource" for s in grants), grants
+
+
+def test_cloudwatch_observability_runs_only_what_is_used(layers):
+    """S3: the add-on's default turns on Application Signals, which needs X-Ray rights the role lacks
+    (the origin's traces go through ADOT), and on AL2023 nodes the dataplane and host log groups stay
+    empty: neither is configured or pre-created."""
+    infra = layers["infra"]
+    config = infra.locals()["addon_configuration"]["amazon-cloudwatch-observability"]
+    assert config.startswith("${jsonencode(") and "enhanced_container_insights = true" in config, config
+    assert "application_signals" not in config and "traces" not in config, config
+    groups = infra.resource("aws_cloudwatch_log_group", "container_insights")["for_each"]
+    assert groups == '${toset(["application", "performance"])}', groups
+    assert "AWSXrayWriteOnlyAccess" not in json.dumps(infra.locals()["addon_roles"])

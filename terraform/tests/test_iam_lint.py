@@ -87,7 +87,9 @@ def to_json(document):
             statement["Sid"] = s["sid"]
         conditions = {}
         for c in s.get("condition", []):
-            conditions.setdefault(c["test"], {})[render(c["variable"])] = render(c["values"])
+            values = render(c["values"])
+            # One value as a scalar, which IAM reads the same: parliament's Bool auditor fails on a list.
+            conditions.setdefault(c["test"], {})[render(c["variable"])] = values[0] if len(values) == 1 else values
         if conditions:
             statement["Condition"] = conditions
         statements.append(statement)

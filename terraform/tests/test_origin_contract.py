@@ -6,8 +6,8 @@ import pathlib
 
 from conftest import REPO, text_of
 
-# The deployed origin's environment: manifests/base/origin.env, which kustomize turns into its ConfigMap.
-ORIGIN_ENV = pathlib.Path(REPO / "manifests" / "base" / "origin.env")
+# The deployed origin's environment: manifests/base/origin/origin.env, which kustomize turns into its ConfigMap.
+ORIGIN_ENV = pathlib.Path(REPO / "manifests" / "base" / "origin" / "origin.env")
 
 
 def origin_setting(name):

@@ -14,7 +14,7 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from conftest import LAYERS, TERRAFORM
+from conftest import LAYERS, MODULES, TERRAFORM
 
 SCHEMA_DIR = os.environ.get("PROVIDER_SCHEMA_DIR")
 PACKAGES = {"aws": "provider-aws", "helm": "provider-helm", "random": "provider-random"}
@@ -133,7 +133,7 @@ def blocks(layer, kind):
                     yield path.name, type_name, name.strip('"'), body
 
 
-@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("layer", LAYERS + MODULES)
 @pytest.mark.parametrize("kind", ["resource", "data"])
 def test_blocks_use_only_known_arguments_and_set_required_ones(layer, kind):
     problems = []

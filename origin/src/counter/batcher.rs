@@ -87,18 +87,40 @@ pub struct IncrementBatcher {
     tracing: bool,
 }
 
+/// What the writer commits through and reports to: the pieces it shares with the rest of the app.
+pub struct WriterParts {
+    pub store: Arc<dyn CounterStore>,
+    pub cache: Arc<ReadCache>,
+    pub readiness: Arc<Readiness>,
+    pub metrics: Arc<Metrics>,
+    pub traces: Option<Arc<Traces>>,
+}
+
+/// The write path's two bounds, named so that one cannot be passed for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most increments one statement commits.
+    pub max_batch: usize,
+    /// Most increments waiting to be taken; beyond it callers are shed at once (bounds memory).
+    pub queue_capacity: usize,
+}
+
 impl IncrementBatcher {
-    /// Starts the writer task. `capacity` bounds memory: beyond it callers are shed at once.
-    pub fn start(
-        store: Arc<dyn CounterStore>,
-        cache: Arc<ReadCache>,
-        readiness: Arc<Readiness>,
-        metrics: Arc<Metrics>,
-        traces: Option<Arc<Traces>>,
-        max_batch: usize,
-        capacity: usize,
-    ) -> Self {
+    /// Starts the writer task.
+    pub fn start(parts: WriterParts, limits: BatchLimits) -> Self {
+        let WriterParts {
+            store,
+            cache,
+            readiness,
+            metrics,
+            traces,
+        } = parts;
+        let BatchLimits {
+            max_batch,
+            queue_capacity: capacity,
+        } = limits;
         let (queue, receiver) = mpsc::channel(capacity);
+        metrics.write_queue_capacity.set(capacity as i64);
         let close = Arc::new(Notify::new());
         let tracing = traces.is_some();
         let writer = Writer {
@@ -224,6 +246,9 @@ impl Writer {
             if received == 0 {
                 return; // closed and drained
             }
+            // What waited when the writer came back: the queue's peak since the last batch.
+            self.metrics
+                .observe_queue_depth(received + self.receiver.len());
             batch.extend(taken.drain(..).filter_map(|p: Pending| {
                 let claimed = p
                     .claim

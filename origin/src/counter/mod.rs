@@ -5,5 +5,5 @@ mod batcher;
 mod cache;
 pub mod idempotency;
 
-pub use batcher::{IncrementBatcher, IncrementError};
+pub use batcher::{BatchLimits, IncrementBatcher, IncrementError, WriterParts};
 pub use cache::ReadCache;

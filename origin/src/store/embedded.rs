@@ -91,6 +91,14 @@ impl EmbeddedStore {
             source,
         })?;
         let path = data_dir.join(FILE_NAME);
+        // A journal without its database: the file was deleted (or moved) under a running
+        // process. A new file here would count from 0 again, handing out values twice.
+        let [_, wal, shm] = companion_paths(&path);
+        if !path.exists() && (wal.exists() || shm.exists()) {
+            return Err(OpenError::OrphanedJournal {
+                path: path.display().to_string(),
+            });
+        }
         let failed = |source| OpenError::Embedded {
             path: path.display().to_string(),
             source,
@@ -339,6 +347,21 @@ mod tests {
         assert!(matches!(
             store.add(1).await,
             Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_journal_without_its_database_refuses_to_start_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            // Keep the files as a killed process leaves them: the connection is never closed.
+            std::mem::forget(store);
+        }
+        std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        assert!(matches!(
+            EmbeddedStore::open(dir.path()),
+            Err(OpenError::OrphanedJournal { .. })
         ));
     }
 

@@ -6,7 +6,7 @@
 //! database the original filled. The schema is created on first use, idempotently.
 
 mod embedded;
-mod keys;
+mod keyed_batch;
 mod postgres;
 
 use std::future::Future;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use embedded::EmbeddedStore;
-pub use keys::KeyedBatch;
+pub use keyed_batch::KeyedBatch;
 pub use postgres::PostgresStore;
 
 use crate::config::StoreConfig;
@@ -41,6 +41,10 @@ pub trait CounterStore: Send + Sync + 'static {
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Proves the store answers and its schema is in place (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The connection pool's state, read at each scrape; `None`: the store has no pool.
+    fn pool_usage(&self) -> Option<crate::telemetry::metrics::PoolUsage> {
+        None
+    }
     /// Commits a write that changes no count, to learn whether writes work again after they
     /// failed (readiness). In PostgreSQL `value = value + 0` writes a new row version.
     fn probe_write(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -104,6 +108,8 @@ pub enum OpenError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("embedded store {path} is missing but its -wal/-shm files remain")]
+    OrphanedJournal { path: String },
     #[error("embedded store directory {path}: {source}")]
     DataDir {
         path: String,

@@ -17,6 +17,7 @@ use super::{
     describe, BoxFuture, CounterStore, KeyedAdd, KeyedBatch, OpenError, StoreError, COUNTER_ID,
 };
 use crate::config::{PostgresConfig, TlsMode};
+use crate::telemetry::metrics::PoolUsage;
 
 const ADD_SQL: &str =
     "UPDATE request_counter_state SET value = value + $1 WHERE id = $2 RETURNING value";
@@ -271,6 +272,16 @@ impl CounterStore for PostgresStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move { self.get().await.map(drop) })
+    }
+
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        let status = self.pool.status();
+        Some(PoolUsage {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        })
     }
 }
 

@@ -8,8 +8,22 @@
 //!   under the ALB's trace id, so the ALB's access log line and the trace share one id.
 //! - Sampling: `Sampled=1`/`Sampled=0` from upstream is followed; when upstream left it open (the
 //!   ALB always does), `OTEL_TRACES_SAMPLER_ARG` of requests are traced, decided on the trace id.
-//! - Spans: one per request (kind server; method, route label, status), one per write batch that
-//!   carried a traced increment (`counter.batch.size`), and its store statement (kind client).
+//! - Spans: one per request (kind server; method, route label, status, client address, user
+//!   agent), one per write batch that carried a traced increment, and its store statement.
+//!
+//! What the collector's `awsxray` exporter makes of them decides what on-call sees; the rules
+//! below are those of `awsxrayexporter` v0.117.0 (ADOT collector v0.43.3):
+//! - Annotation keys are underscore names (`counter_batch_size`): with the exporter's
+//!   `exporter.xray.allowDot` gate on (its default) a dotted key stays dotted, and X-Ray filters
+//!   only match alphanumeric-and-underscore keys.
+//! - The batch span has no parent. A parentless span that is neither SERVER nor marked a local
+//!   root becomes a service node named after the span; `aws.span.kind=LOCAL_ROOT` with
+//!   `aws.local.service` makes it a segment of this service, so the map draws the edge from
+//!   `counter-origin` to the database and `service("counter-origin") { fault = true }` finds it.
+//! - The statement span's `sql` block and its remote node (`<db.name>@<host>`) come from the
+//!   older `db.*` names only (`db.name`, `db.connection_string`, `db.user`, `db.statement`); the
+//!   host is parsed from `db.connection_string` as a URL, hence `postgresql://host:port`. The
+//!   embedded store is in-process: INTERNAL kind, no remote node.
 //!
 //! The batch span is its own trace, and each traced request span **links** to it (not the other
 //! way round): X-Ray keeps at most 20 linked traces per segment, and a batch carries up to
@@ -42,6 +56,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 
 use crate::config::{StoreConfig, TraceConfig};
+use crate::store::StoreError;
 use crate::telemetry::metrics::{Endpoint, Method};
 
 /// The request header the ALB adds (and X-Ray SDKs propagate).
@@ -49,6 +64,21 @@ pub const XRAY_HEADER: &str = "x-amzn-trace-id";
 /// Span names; the request span is renamed `"{method} {route}"` once the route is known.
 pub const BATCH_SPAN: &str = "counter.batch";
 pub const STATEMENT_SPAN: &str = "UPDATE request_counter_state";
+/// Indexed (annotation) keys; see the module comment for why they have no dots.
+pub const BATCH_SIZE: &str = "counter_batch_size";
+pub const BATCH_OUTCOME: &str = "counter_batch_outcome";
+pub const BATCH_TRACE_ID: &str = "counter_batch_trace_id";
+/// The route label again, as an annotation (`annotation.http_route = "/api/counter"`):
+/// `http.route` itself is recorded too but would be indexed under a dotted key.
+pub const ROUTE_ANNOTATION: &str = "http_route";
+/// The batch's statement as each store sends it (parameterised; `db.statement`). A unit test
+/// checks both texts are still in the stores' sources.
+const POSTGRES_ADD_SQL: &str =
+    "UPDATE request_counter_state SET value = value + $1 WHERE id = $2 RETURNING value";
+/// The embedded store's file in `DATA_DIR` (its `db.name`).
+const EMBEDDED_FILE: &str = "counter.sqlite3";
+const EMBEDDED_ADD_SQL: &str =
+    "UPDATE request_counter_state SET value = value + ?1 WHERE id = ?2 RETURNING value";
 /// X-Ray's "sampling decision deferred" flag, as `opentelemetry-aws` decodes `Sampled=?` or none.
 const DEFERRED: u8 = 0x02;
 /// Longest `url.path` / `server.address` recorded: both come from the client.
@@ -57,7 +87,61 @@ const MAX_ATTRIBUTE_CHARS: usize = 256;
 pub struct Traces {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
-    db_system: &'static str,
+    /// `service.name`, repeated on the batch span as `aws.local.service`.
+    service: String,
+    database: Database,
+}
+
+/// What the statement span says about the store; never a password.
+struct Database {
+    kind: SpanKind,
+    attributes: Vec<KeyValue>,
+}
+
+impl Database {
+    fn of(store: &StoreConfig) -> Self {
+        match store {
+            StoreConfig::Postgres(pg) => {
+                let mut attributes = vec![
+                    KeyValue::new("db.system", "postgresql"),
+                    KeyValue::new("db.statement", POSTGRES_ADD_SQL),
+                ];
+                // Already validated by the store; an unparsable URL just records less.
+                if let Ok(url) = pg.url.parse::<tokio_postgres::Config>() {
+                    if let Some(name) = url.get_dbname() {
+                        attributes.push(KeyValue::new("db.name", name.to_string()));
+                    }
+                    if let Some(user) = url.get_user() {
+                        attributes.push(KeyValue::new("db.user", user.to_string()));
+                    }
+                    let host = url.get_hosts().iter().find_map(|host| match host {
+                        tokio_postgres::config::Host::Tcp(name) => Some(name.clone()),
+                        #[cfg(unix)]
+                        tokio_postgres::config::Host::Unix(_) => None,
+                    });
+                    if let Some(host) = host {
+                        let port = url.get_ports().first().copied().unwrap_or(5432);
+                        attributes.push(KeyValue::new(
+                            "db.connection_string",
+                            format!("postgresql://{host}:{port}"),
+                        ));
+                    }
+                }
+                Self {
+                    kind: SpanKind::Client,
+                    attributes,
+                }
+            }
+            StoreConfig::Embedded { .. } => Self {
+                kind: SpanKind::Internal,
+                attributes: vec![
+                    KeyValue::new("db.system", "sqlite"),
+                    KeyValue::new("db.name", EMBEDDED_FILE),
+                    KeyValue::new("db.statement", EMBEDDED_ADD_SQL),
+                ],
+            },
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,14 +182,18 @@ impl Traces {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("counter-origin");
-        let db_system = match store {
-            StoreConfig::Postgres(_) => "postgresql",
-            StoreConfig::Embedded { .. } => "sqlite",
-        };
+        // Later entries win, as in the resource.
+        let service = config
+            .resource
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "service.name")
+            .map_or_else(|| "counter-origin".to_string(), |(_, v)| v.clone());
         Ok(Self {
             provider,
             tracer,
-            db_system,
+            service,
+            database: Database::of(store),
         })
     }
 
@@ -145,13 +233,27 @@ impl Traces {
         let mut attributes = vec![
             KeyValue::new("http.request.method", method),
             KeyValue::new("url.path", truncated(path)),
-            KeyValue::new(
-                "aws.xray.annotations",
-                Value::Array(Array::String(vec![StringValue::from(
-                    "counter.batch.trace_id",
-                )])),
-            ),
+            annotations(&[BATCH_TRACE_ID, ROUTE_ANNOTATION]),
         ];
+        // The viewer: the first X-Forwarded-For hop (CloudFront and the ALB append theirs after
+        // it). A client can send its own header, so this is a hint for tracing, never an identity.
+        // Only an IP address: the exporter ignores anything else, and junk stays out of X-Ray.
+        let forwarded_for = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|list| list.split(',').next())
+            .and_then(|first| first.trim().parse::<std::net::IpAddr>().ok());
+        if let Some(client) = forwarded_for {
+            attributes.push(KeyValue::new("client.address", client.to_string()));
+        }
+        if let Some(agent) = request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+        {
+            attributes.push(KeyValue::new("user_agent.original", truncated(agent)));
+        }
         let host = request
             .headers()
             .get(header::HOST)
@@ -181,14 +283,11 @@ impl Traces {
             .span_builder(BATCH_SPAN)
             .with_kind(SpanKind::Internal)
             .with_attributes([
-                KeyValue::new("counter.batch.size", size as i64),
-                KeyValue::new(
-                    "aws.xray.annotations",
-                    Value::Array(Array::String(vec![
-                        StringValue::from("counter.batch.size"),
-                        StringValue::from("counter.batch.outcome"),
-                    ])),
-                ),
+                KeyValue::new(BATCH_SIZE, size as i64),
+                annotations(&[BATCH_SIZE, BATCH_OUTCOME]),
+                // A segment of this service, not a node of its own (see the module comment).
+                KeyValue::new("aws.span.kind", "LOCAL_ROOT"),
+                KeyValue::new("aws.local.service", self.service.clone()),
             ])
             .start_with_context(&self.tracer, &parent);
         BatchTrace {
@@ -196,28 +295,37 @@ impl Traces {
         }
     }
 
-    /// Runs `statement` (the batch's one `add(n)` call) inside a client span, child of `batch`.
-    pub async fn statement<T, E>(
+    /// Runs `statement` (the batch's one `add(n)` call) inside its span, child of `batch`:
+    /// CLIENT kind for PostgreSQL (a remote node on the map), INTERNAL for the embedded store.
+    /// A failure is recorded as an `exception` event (type, message, SQLSTATE when there is one),
+    /// which the exporter turns into the subsegment's cause.
+    pub async fn statement<T>(
         &self,
         batch: &BatchTrace,
-        statement: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+        statement: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         use opentelemetry::trace::Span as _;
+        let mut attributes = self.database.attributes.clone();
+        attributes.push(KeyValue::new("db.operation", "UPDATE"));
+        attributes.push(KeyValue::new("db.sql.table", "request_counter_state"));
         let mut span = self
             .tracer
             .span_builder(STATEMENT_SPAN)
-            .with_kind(SpanKind::Client)
-            .with_attributes([
-                // `db.system` (not yet `db.system.name`) is what the X-Ray exporter turns into
-                // a segment's `sql` block and a database node on the trace map.
-                KeyValue::new("db.system", self.db_system),
-                KeyValue::new("db.operation", "UPDATE"),
-                KeyValue::new("db.sql.table", "request_counter_state"),
-            ])
+            .with_kind(self.database.kind.clone())
+            .with_attributes(attributes)
             .start_with_context(&self.tracer, &batch.context);
         let result = statement.await;
-        if result.is_err() {
-            span.set_status(Status::error("statement failed"));
+        if let Err(error) = &result {
+            let mut event = vec![
+                KeyValue::new("exception.type", error_type(error)),
+                KeyValue::new("exception.message", error.to_string()),
+            ];
+            if let Some(code) = sqlstate(error) {
+                event.push(KeyValue::new("db.response.status_code", code.to_string()));
+                span.set_attribute(KeyValue::new("db.response.status_code", code.to_string()));
+            }
+            span.add_event("exception", event);
+            span.set_status(Status::error(error.to_string()));
         }
         span.end();
         result
@@ -242,6 +350,7 @@ pub fn end_request(context: &Context, method: Method, endpoint: Endpoint, status
     if span.is_recording() {
         span.update_name(format!("{} {}", method.label(), endpoint.label()));
         span.set_attribute(KeyValue::new("http.route", endpoint.label()));
+        span.set_attribute(KeyValue::new(ROUTE_ANNOTATION, endpoint.label()));
         span.set_attribute(KeyValue::new(
             "http.response.status_code",
             i64::from(status),
@@ -273,7 +382,7 @@ impl BatchTrace {
     /// `outcome` is committed, failed or ambiguous (indexed, for `annotation.counter_batch_outcome`).
     pub fn end(self, outcome: &'static str) {
         let span = self.context.span();
-        span.set_attribute(KeyValue::new("counter.batch.outcome", outcome));
+        span.set_attribute(KeyValue::new(BATCH_OUTCOME, outcome));
         if outcome != "committed" {
             span.set_status(Status::error("batch not committed"));
         }
@@ -293,7 +402,7 @@ pub fn link_current_span(batch: &SpanContext) {
         let span = cx.span();
         if span.is_recording() {
             span.set_attribute(KeyValue::new(
-                "counter.batch.trace_id",
+                BATCH_TRACE_ID,
                 xray_trace_id(batch.trace_id()),
             ));
             span.add_link(batch.clone(), Vec::new());
@@ -305,6 +414,37 @@ pub fn link_current_span(batch: &SpanContext) {
 pub fn xray_trace_id(trace_id: TraceId) -> String {
     let hex = format!("{trace_id:032x}");
     format!("1-{}-{}", &hex[..8], &hex[8..])
+}
+
+/// `aws.xray.annotations`: which of a span's attributes the exporter indexes.
+fn annotations(keys: &[&'static str]) -> KeyValue {
+    KeyValue::new(
+        "aws.xray.annotations",
+        Value::Array(Array::String(
+            keys.iter().map(|&k| StringValue::from(k)).collect(),
+        )),
+    )
+}
+
+fn error_type(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable(_) => "StoreError::Unavailable",
+        StoreError::Ambiguous(_) => "StoreError::Ambiguous",
+    }
+}
+
+/// The SQLSTATE of a database error response: the PostgreSQL store words those
+/// `"<SQLSTATE>: <message>"` (five digits or capital letters).
+fn sqlstate(error: &StoreError) -> Option<&str> {
+    let StoreError::Unavailable(text) = error else {
+        return None;
+    };
+    let (code, _) = text.split_once(": ")?;
+    (code.len() == 5
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()))
+    .then_some(code)
 }
 
 fn truncated(text: &str) -> String {
@@ -422,6 +562,53 @@ impl IdGenerator for ContinuingIdGenerator {
 mod tests {
     use super::*;
     use opentelemetry::trace::TraceState;
+
+    #[test]
+    fn the_recorded_statements_are_the_ones_the_stores_send() {
+        assert!(include_str!("../store/postgres.rs").contains(POSTGRES_ADD_SQL));
+        let embedded = include_str!("../store/embedded.rs");
+        assert!(embedded.contains(EMBEDDED_ADD_SQL));
+        assert!(embedded.contains(&format!("FILE_NAME: &str = \"{EMBEDDED_FILE}\"")));
+    }
+
+    #[test]
+    fn sqlstate_is_read_from_database_error_responses_only() {
+        let refused = StoreError::Unavailable("23514: new row violates check constraint".into());
+        assert_eq!(sqlstate(&refused), Some("23514"));
+        let connect = StoreError::Unavailable("connect: connection refused".into());
+        assert_eq!(sqlstate(&connect), None);
+        assert_eq!(sqlstate(&StoreError::Ambiguous("12345: x".into())), None);
+    }
+
+    #[test]
+    fn the_statement_span_names_the_database_but_never_the_password() {
+        let pg = StoreConfig::Postgres(crate::config::PostgresConfig {
+            url: "postgres://counter_app:s3cret@db.internal:6432/counter?sslmode=require".into(),
+            tls: crate::config::TlsMode::Require,
+            ca_file: None,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+        });
+        let database = Database::of(&pg);
+        let get = |key: &str| {
+            database
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(database.kind, SpanKind::Client);
+        assert_eq!(get("db.name").as_deref(), Some("counter"));
+        assert_eq!(get("db.user").as_deref(), Some("counter_app"));
+        assert_eq!(
+            get("db.connection_string").as_deref(),
+            Some("postgresql://db.internal:6432")
+        );
+        assert!(database
+            .attributes
+            .iter()
+            .all(|kv| !kv.value.to_string().contains("s3cret")));
+    }
 
     #[test]
     fn xray_form_splits_the_epoch_seconds_from_the_random_part() {

@@ -2,6 +2,15 @@
 //! each test (its own port, so tests share nothing), the origin exports to it, and the spans are
 //! read after the origin stopped — which also proves the exporter is flushed on shutdown (the
 //! batch processor's own schedule is 5 s, longer than these tests wait).
+//!
+//! What matters is what X-Ray makes of these spans. The assertions on span kinds, `aws.*`
+//! attributes, `db.*` names and annotation keys encode the segment rules of the collector's
+//! `awsxrayexporter` **v0.117.0** (pinned by ADOT collector v0.43.3): a parentless INTERNAL span
+//! becomes a segment of the service only with `aws.span.kind=LOCAL_ROOT` and `aws.local.service`;
+//! the `sql` block and the database node read `db.name`, `db.connection_string`, `db.user` and
+//! `db.statement` only; a CLIENT span is a remote node, an INTERNAL one is not; the cause comes
+//! from `exception` events; with the `exporter.xray.allowDot` gate on (its default) annotation
+//! keys keep their dots, which X-Ray filters cannot match. A newer exporter may need new rules.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -96,6 +105,7 @@ impl Collector {
 enum Attr {
     Str(String),
     Int(i64),
+    Strings(Vec<String>),
     Other,
 }
 
@@ -105,6 +115,15 @@ fn attributes(list: &[KeyValue]) -> HashMap<String, Attr> {
             let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) => Attr::Str(s.clone()),
                 Some(any_value::Value::IntValue(i)) => Attr::Int(*i),
+                Some(any_value::Value::ArrayValue(list)) => Attr::Strings(
+                    list.values
+                        .iter()
+                        .filter_map(|v| match &v.value {
+                            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
                 _ => Attr::Other,
             };
             (kv.key.clone(), value)
@@ -136,6 +155,21 @@ impl Received {
 
     fn trace_id(&self) -> String {
         hex(&self.span.trace_id)
+    }
+
+    /// The keys X-Ray indexes (`aws.xray.annotations`). Each must be an attribute of the span
+    /// and a key X-Ray filters can match (letters, digits, underscores).
+    fn annotation_keys(&self) -> Vec<String> {
+        let Some(Attr::Strings(keys)) = self.attributes.get("aws.xray.annotations") else {
+            return Vec::new();
+        };
+        for key in keys {
+            assert!(
+                key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "annotation key {key:?} is not filterable in X-Ray"
+            );
+        }
+        keys.clone()
     }
 
     fn span_id(&self) -> String {
@@ -197,11 +231,30 @@ async fn traced_app(backend: Backend, collector: &Collector, ratio: &str) -> Tes
 }
 
 async fn request(app: &TestApp, method: Method, path: &str, trace_header: Option<&str>) {
-    let headers: Vec<(&str, &str)> = trace_header
+    let mut headers: Vec<(&str, &str)> = trace_header
         .map(|h| vec![("x-amzn-trace-id", h)])
         .unwrap_or_default();
+    // As behind CloudFront and the ALB: the viewer first, then CloudFront's edge.
+    headers.push(("x-forwarded-for", "203.0.113.7, 130.176.12.34"));
+    headers.push(("user-agent", "on-call-test/1.0"));
     let answer = send(app.addr, method, path, &headers, b"").await;
     assert!(answer.status.as_u16() < 500, "{path}: {}", answer.status);
+}
+
+/// A batch span becomes a segment named after the service (exporter v0.117.0: INTERNAL kind,
+/// no parent, `aws.span.kind=LOCAL_ROOT`, name from `aws.local.service`), and indexes its size
+/// and outcome under filterable keys.
+fn assert_local_root_of_the_service(batch: &Received) {
+    assert_eq!(batch.kind(), SpanKind::Internal);
+    assert!(batch.parent_id().is_empty(), "a batch is its own trace");
+    assert_eq!(batch.str("aws.span.kind"), Some("LOCAL_ROOT"));
+    assert_eq!(batch.str("aws.local.service"), Some("counter-origin"));
+    let mut keys = batch.annotation_keys();
+    keys.sort();
+    assert_eq!(keys, ["counter_batch_outcome", "counter_batch_size"]);
+    for key in keys {
+        assert!(batch.attributes.contains_key(&key), "{key} is not set");
+    }
 }
 
 fn server_spans(spans: &[Received]) -> Vec<&Received> {
@@ -254,6 +307,12 @@ async fn request_spans_carry_xray_ids_http_attributes_and_the_resource() {
         let method = span.span.name.split(' ').next().unwrap();
         assert_eq!(span.str("http.request.method"), Some(method));
         assert_eq!(span.str("server.address"), Some("localhost"));
+        // The exporter's http block: client_ip from client.address, user_agent.
+        assert_eq!(span.str("client.address"), Some("203.0.113.7"));
+        assert_eq!(span.str("user_agent.original"), Some("on-call-test/1.0"));
+        let route = span.str("http.route").expect("http.route");
+        assert_eq!(span.str("http_route"), Some(route), "indexed copy");
+        assert!(span.annotation_keys().contains(&"http_route".to_string()));
         assert_eq!(
             span.resource.get("service.name"),
             Some(&Attr::Str("counter-origin".into()))
@@ -293,14 +352,21 @@ async fn request_spans_carry_xray_ids_http_attributes_and_the_resource() {
     let batch = named(&spans, "counter.batch");
     assert_eq!(batch.len(), 1, "{spans:#?}");
     let batch = batch[0];
-    assert_eq!(batch.int("counter.batch.size"), Some(1));
-    assert_eq!(batch.str("counter.batch.outcome"), Some("committed"));
+    assert_eq!(batch.int("counter_batch_size"), Some(1));
+    assert_eq!(batch.str("counter_batch_outcome"), Some("committed"));
+    assert_local_root_of_the_service(batch);
     assert_eq!(post.links(), [(batch.trace_id(), batch.span_id())]);
     let statement = named(&spans, "UPDATE request_counter_state");
     assert_eq!(statement.len(), 1);
     let statement = statement[0];
-    assert_eq!(statement.kind(), SpanKind::Client);
+    // In-process: a local subsegment, not a remote database node.
+    assert_eq!(statement.kind(), SpanKind::Internal);
     assert_eq!(statement.str("db.system"), Some("sqlite"));
+    assert_eq!(statement.str("db.name"), Some("counter.sqlite3"));
+    assert_eq!(
+        statement.str("db.statement"),
+        Some("UPDATE request_counter_state SET value = value + ?1 WHERE id = ?2 RETURNING value")
+    );
     assert_eq!(statement.trace_id(), batch.trace_id());
     assert_eq!(statement.parent_id(), batch.span_id());
 }
@@ -408,6 +474,15 @@ async fn batch_spans_carry_their_size_and_each_request_links_to_the_batch_that_c
     lock.await_writer_blocked().await;
     let rest: Vec<_> = (0..5).map(|_| post()).collect();
     app.await_metric("counter_write_queue_depth", 5.0).await;
+    // While a statement waits on the lock, the pool shows its connection in use (and the
+    // queue's high-water mark has seen the five waiting increments).
+    assert!(
+        app.metric("counter_store_pool_connections{state=\"in_use\"}")
+            .await
+            >= 1.0
+    );
+    assert!(app.metric("counter_store_pool_max_connections").await >= 1.0);
+    assert!(app.metric("counter_write_queue_high_water").await >= 5.0);
     lock.release().await;
     assert_eq!(first.await.unwrap().status, StatusCode::OK);
     for answer in rest {
@@ -417,10 +492,10 @@ async fn batch_spans_carry_their_size_and_each_request_links_to_the_batch_that_c
 
     let spans = collector.spans();
     let mut batches = named(&spans, "counter.batch");
-    batches.sort_by_key(|b| b.int("counter.batch.size"));
+    batches.sort_by_key(|b| b.int("counter_batch_size"));
     let sizes: Vec<_> = batches
         .iter()
-        .map(|b| b.int("counter.batch.size"))
+        .map(|b| b.int("counter_batch_size"))
         .collect();
     assert_eq!(sizes, [Some(1), Some(5)], "{spans:#?}");
     let requests = named(&spans, "POST /api/counter");
@@ -432,24 +507,111 @@ async fn batch_spans_carry_their_size_and_each_request_links_to_the_batch_that_c
             .collect();
         assert_eq!(
             Some(members.len() as i64),
-            batch.int("counter.batch.size"),
+            batch.int("counter_batch_size"),
             "requests linked to the batch of {:?}",
-            batch.int("counter.batch.size")
+            batch.int("counter_batch_size")
         );
+        assert_local_root_of_the_service(batch);
         for member in members {
             // A batch is its own trace; the request finds it by link or by its annotation.
             assert_ne!(member.trace_id(), batch.trace_id());
             let xray = format!("1-{}-{}", &batch.trace_id()[..8], &batch.trace_id()[8..]);
-            assert_eq!(member.str("counter.batch.trace_id"), Some(xray.as_str()));
+            assert_eq!(member.str("counter_batch_trace_id"), Some(xray.as_str()));
+            assert!(member
+                .annotation_keys()
+                .contains(&"counter_batch_trace_id".to_string()));
         }
         let statements: Vec<_> = named(&spans, "UPDATE request_counter_state")
             .into_iter()
             .filter(|s| s.parent_id() == batch.span_id())
             .collect();
         assert_eq!(statements.len(), 1, "one statement per batch");
-        assert_eq!(statements[0].str("db.system"), Some("postgresql"));
+        assert_postgres_statement(statements[0], &app);
         assert_eq!(statements[0].trace_id(), batch.trace_id());
     }
+}
+
+/// The statement as the exporter needs it for a `sql` block and a database node named
+/// `<db.name>@<host>` (the host is parsed from `db.connection_string` as a URL).
+fn assert_postgres_statement(statement: &Received, app: &TestApp) {
+    let url: tokio_postgres::Config = app.database_url.as_ref().unwrap().parse().unwrap();
+    let Some(tokio_postgres::config::Host::Tcp(host)) = url.get_hosts().first() else {
+        panic!("the test database is reached over TCP");
+    };
+    let port = url.get_ports().first().copied().unwrap_or(5432);
+    assert_eq!(statement.kind(), SpanKind::Client, "a remote database node");
+    assert_eq!(statement.str("db.system"), Some("postgresql"));
+    assert_eq!(statement.str("db.name"), url.get_dbname());
+    assert_eq!(statement.str("db.user"), url.get_user());
+    assert_eq!(
+        statement.str("db.connection_string"),
+        Some(format!("postgresql://{host}:{port}").as_str()),
+        "host and port only"
+    );
+    assert_eq!(
+        statement.str("db.statement"),
+        Some("UPDATE request_counter_state SET value = value + $1 WHERE id = $2 RETURNING value")
+    );
+    if let Some(password) = url.get_password() {
+        let password = String::from_utf8_lossy(password);
+        for (key, value) in &statement.attributes {
+            assert!(
+                !format!("{value:?}").contains(password.as_ref()),
+                "{key} carries the password"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_statement_carries_an_exception_with_its_sqlstate_and_faults_its_batch() {
+    let collector = Collector::start().await;
+    let mut app = traced_app(Backend::Postgres, &collector, "1").await;
+    app.await_readiness(StatusCode::OK).await;
+    // Every UPDATE of the counter now fails in PostgreSQL with check_violation (23514).
+    let admin = crate::helpers::pg_connect(app.database_url.as_ref().unwrap()).await;
+    admin
+        .batch_execute(
+            "ALTER TABLE request_counter_state ADD CONSTRAINT refuse_increments CHECK (value < 0) NOT VALID",
+        )
+        .await
+        .unwrap();
+    let answer = send(app.addr, Method::POST, "/api/counter", &[], b"").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    app.stop().await;
+
+    let spans = collector.spans();
+    let batch = named(&spans, "counter.batch");
+    assert_eq!(batch.len(), 1, "{spans:#?}");
+    let batch = batch[0];
+    assert_local_root_of_the_service(batch);
+    assert_eq!(batch.str("counter_batch_outcome"), Some("failed"));
+    // An error status on the local root: `service("counter-origin") { fault = true }` finds it.
+    assert_eq!(batch.span.status.as_ref().map(|s| s.code), Some(2));
+    let statement = named(&spans, "UPDATE request_counter_state");
+    assert_eq!(statement.len(), 1);
+    let statement = statement[0];
+    assert_postgres_statement(statement, &app);
+    assert_eq!(statement.span.status.as_ref().map(|s| s.code), Some(2));
+    let exception = statement
+        .span
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .expect("an exception event: the exporter builds the cause from it");
+    let event = attributes(&exception.attributes);
+    assert_eq!(
+        event.get("exception.type"),
+        Some(&Attr::Str("StoreError::Unavailable".into()))
+    );
+    assert!(
+        matches!(event.get("exception.message"), Some(Attr::Str(m)) if m.contains("refuse_increments")),
+        "{event:?}"
+    );
+    assert_eq!(
+        event.get("db.response.status_code"),
+        Some(&Attr::Str("23514".into()))
+    );
 }
 
 #[tokio::test]
