@@ -10,61 +10,17 @@ cd "$(dirname "$0")/.."
 . scripts/lib/tools.sh
 . scripts/lib/postgres.sh
 command -v cargo >/dev/null 2>&1 || die "cargo is required (rustup toolchain)"
-command -v python3 >/dev/null 2>&1 || die "python3 is required (free ports, readiness wait)"
+command -v python3 >/dev/null 2>&1 || die "python3 is required (result schema check)"
 
 # Debug builds: they share the rust suite's compiled dependencies; speed is `make bench`'s job.
-cargo build --locked -p counter-origin --bin counter-origin -p loadtest
+cargo build --locked -p counter-origin --bin counter-origin -p loadtest -p testkit
 start_test_postgres
 
 out=artifacts/loadtest-smoke
 rm -rf "$out" && mkdir -p "$out"
-port=$(free_port)
-metrics_port=$(free_port)
-base="http://127.0.0.1:$port"
-
-# A subshell owns the origin, so its EXIT trap stops it without replacing PostgreSQL's.
-(
-  LISTEN_ADDR=127.0.0.1:$port METRICS_ADDR=127.0.0.1:$metrics_port DATABASE_URL=$TEST_DATABASE_URL \
-    DRAIN_PERIOD_MS=0 target/debug/counter-origin >"$out/origin.log" 2>&1 &
-  origin=$!
-  trap 'kill "$origin" 2>/dev/null || true' EXIT
-
-  python3 - "$base/readyz" <<'PY' || { cat "$out/origin.log" >&2; die "the origin did not become ready"; }
-import sys, time, urllib.request
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-PY
-
-  smoke() {
-    local name=$1; shift
-    echo "--- loadtest smoke: $name" >&2
-    target/debug/loadtest run "$base" --quiet --warmup 1s --duration 3s \
-      --targets loadtest/targets/smoke.toml --out "$out/$name" "$@" \
-      || { tail -n 20 "$out/origin.log" >&2; die "load-test smoke '$name' failed (report: $out/$name/report.html)"; }
-  }
-  smoke read-open-loop --scenario read --rate 500 --connections 16
-  # Closed loop: as many concurrent POSTs as 32 connections can send, so batches form.
-  smoke write-closed-loop --scenario write --connections 32
-  smoke mixed-open-loop --scenario mixed --write-ratio 0.3 --rate 500 --connections 16
-
-  # The regression gate on real output: a run compared with itself is no regression.
-  target/debug/loadtest compare "$out/read-open-loop/result.json" "$out/read-open-loop/result.json" >/dev/null \
-    || die "loadtest compare found a regression between a run and itself"
-  python3 - "$out" <<'PY' || die "a result.json is not the documented schema (loadtest/README.md)"
-import json, sys
-for name in ("read-open-loop", "write-closed-loop", "mixed-open-loop"):
-    r = json.load(open(f"{sys.argv[1]}/{name}/result.json"))
-    assert r["schema_version"] == 1 and r["verdict"] == "pass" and r["targets_file"], name
-    assert r["total"]["status_codes"] and "p95" in r["total"]["latency_ms"], name
-    if name != "read-open-loop":
-        assert r["writes"]["outcome"] == "ok", (name, r["writes"])
-PY
-)
+# testkit starts the origin on free loopback ports, waits until /readyz answers 200, runs the
+# smoke with ORIGIN_URL set, then stops the origin and fails on an unclean exit or a panic.
+target/debug/testkit with-origin --origin target/debug/counter-origin --log-dir "$out" \
+  --env "DATABASE_URL=$TEST_DATABASE_URL" --env DRAIN_PERIOD_MS=0 \
+  -- scripts/lib/loadtest-smoke.sh "$out" \
+  || die "load-test smoke failed (origin log: $out/origin.log)"

@@ -1,6 +1,6 @@
-//! The throwaway PostgreSQL of `scripts/lib/postgres.sh`: one fresh database per case, the
-//! committed counter read behind the origin's back, and the server itself stopped and started
-//! with `pg_ctl` (as the data directory's owner: PostgreSQL refuses to run as root).
+//! The throwaway PostgreSQL of `scripts/lib/postgres.sh` stopped and started with `pg_ctl` (as
+//! the data directory's owner: PostgreSQL refuses to run as root). Fresh databases and the
+//! committed counter come from `testkit::database`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -30,64 +30,6 @@ impl StopMode {
     }
 }
 
-/// The admin URL (`TEST_DATABASE_URL`, a superuser on the throwaway server).
-#[derive(Clone, Debug)]
-pub struct Database {
-    pub admin_url: String,
-}
-
-impl Database {
-    /// Creates an empty database for one case and returns its URL.
-    pub async fn fresh(&self, case: &str) -> Result<String, String> {
-        let name = format!(
-            "chaos_{}_{}_{}",
-            case.replace('-', "_"),
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        );
-        let admin = connect(&self.admin_url).await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
-        Ok(with_database(&self.admin_url, &name))
-    }
-}
-
-/// The committed value of the counter row, read directly.
-pub async fn counter_value(url: &str) -> Result<i64, String> {
-    let client = connect(url).await?;
-    let row = client
-        .query_one("SELECT value FROM request_counter_state WHERE id = 1", &[])
-        .await
-        .map_err(|e| format!("reading the counter: {e}"))?;
-    Ok(row.get(0))
-}
-
-pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to the test PostgreSQL: {e}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-/// Replaces the database name in a `postgres://…/name?…` URL.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let slash = base.rfind('/').unwrap_or(base.len());
-    let mut out = format!("{}/{database}", &base[..slash]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
 /// `pg_ctl` for the server behind the admin URL. Only the throwaway server qualifies: the data
 /// directory must be on this machine and `pg_ctl` must be found.
 #[derive(Clone, Debug)]
@@ -101,7 +43,7 @@ pub struct ServerControl {
 
 impl ServerControl {
     pub async fn discover(admin_url: &str, bin_dir: Option<PathBuf>) -> Result<Self, String> {
-        let admin = connect(admin_url).await?;
+        let admin = testkit::database::connect(admin_url).await?;
         let data_dir: String = admin
             .query_one("SHOW data_directory", &[])
             .await
@@ -173,19 +115,5 @@ impl ServerControl {
         let log = self.log.display().to_string();
         self.pg_ctl(&["-l", &log, "-w", "-t", &timeout, "start"])
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replaces_the_database_name_and_keeps_the_query() {
-        assert_eq!(
-            with_database("postgres://u@127.0.0.1:5/postgres?sslmode=disable", "x"),
-            "postgres://u@127.0.0.1:5/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://u@h/db", "y"), "postgres://u@h/y");
     }
 }

@@ -6,6 +6,4 @@
 pub mod cases;
 pub mod database;
 pub mod load;
-pub mod origin;
-pub mod probe;
 pub mod report;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use loadtest::client::{Connection, Endpoint, Op, RequestError};
 use loadtest::correctness::WriteLedger;
 use serde::Serialize;
+use testkit::client::{Connection, Endpoint, Op, RequestError};
 
 use crate::report::ms;
 

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use chaos::cases::{self, Case, Context};
-use chaos::database::Database;
 use chaos::report::Summary;
 use clap::Parser;
+use testkit::Database;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
+use testkit::Machine;
 
 /// One promise of a case, kept or broken, with the numbers that decided it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -92,33 +93,6 @@ impl CaseReport {
             out.push_str(&format!("  could not run: {error}\n"));
         }
         out
-    }
-}
-
-/// The machine the figures were measured on.
-#[derive(Clone, Debug, Serialize)]
-pub struct Machine {
-    pub cpu: String,
-    pub cores: usize,
-    pub kernel: String,
-}
-
-impl Machine {
-    pub fn current() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("model name")
-                    .and_then(|r| r.split(':').nth(1))
-            })
-            .map_or("unknown".into(), |m| m.trim().to_string());
-        Self {
-            cpu,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or("unknown".into(), |k| k.trim().into()),
-        }
     }
 }
 

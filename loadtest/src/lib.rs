@@ -4,7 +4,6 @@
 
 pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod compare;
 pub mod correctness;
 pub mod drive;
@@ -14,6 +13,9 @@ pub mod progress;
 pub mod report;
 pub mod stats;
 pub mod targets;
+
+/// The load client is the test kit's (the fault suite drives its load with the same one).
+pub use testkit::client;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -37,6 +39,13 @@ impl std::fmt::Display for SetupError {
 }
 
 impl std::error::Error for SetupError {}
+
+/// Test-kit failures (starting a server, a probe, a database) are setup failures here.
+impl From<testkit::Error> for SetupError {
+    fn from(error: testkit::Error) -> Self {
+        SetupError(error.to_string())
+    }
+}
 
 impl RunArgs {
     pub fn plan(&self) -> Plan {

@@ -306,10 +306,7 @@ async fn guardrails_explain_a_wrong_url_and_a_closed_port() {
     assert!(stderr.contains("already ends in /api/counter"), "{stderr}");
     assert_eq!(doubled.status.code(), Some(1));
 
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let closed = testkit::free_addr().unwrap();
     let refused = output(&[
         "run",
         &format!("http://{closed}"),

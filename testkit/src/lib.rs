@@ -1,5 +1,23 @@
-//! Test tooling the origin's integration tests, the load tester's benchmark and the fault suite
-//! share, so each exists once: starting an origin and waiting for it, a fresh PostgreSQL
-//! database, free loopback ports, the machine's description, one HTTP/1.1 client, and a
-//! latency-injecting TCP proxy for production-like database round trips.
+//! Test tooling the origin's integration tests, the load tester and the fault suite share, so
+//! each exists once: starting an origin binary and waiting for it ([`origin`]), a fresh
+//! PostgreSQL database ([`database`]), free loopback ports ([`ports`]), the machine's description
+//! ([`machine`]), and one HTTP/1.1 response parser ([`response`]) under both the keep-alive load
+//! client ([`client`], the load tester's hot path) and the one-shot probes ([`probe`]). The
+//! `testkit` binary gives the shell scripts the origin launcher (`testkit with-origin`), and
+//! [`proxy`] is the latency-injecting TCP proxy `make bench` puts in front of PostgreSQL.
+
+pub mod client;
+pub mod database;
+pub mod error;
+pub mod machine;
+pub mod origin;
+pub mod ports;
+pub mod probe;
 pub mod proxy;
+pub mod response;
+
+pub use database::Database;
+pub use error::Error;
+pub use machine::Machine;
+pub use origin::{Origin, OriginSpec};
+pub use ports::free_addr;

@@ -10,16 +10,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use loadtest::client::{Endpoint, Op};
 use serde::Serialize;
 use serde_json::Value;
+use testkit::client::{Endpoint, Op};
 
 use super::Context;
-use crate::database::{counter_value, ServerControl, StopMode};
+use crate::database::{ServerControl, StopMode};
 use crate::load::{self, Finished, Latencies, Load, LoadPlan};
-use crate::origin::{self, OriginSpec};
-use crate::probe;
 use crate::report::{ms, Checks};
+use testkit::database::counter_value;
+use testkit::origin::{self, OriginSpec};
+use testkit::probe;
 
 /// The shortest bound an outage answer could be waiting on is the 2 s statement timeout (the
 /// connect timeout is 3 s): half of it proves the `503` came from the failed connect itself.
@@ -67,7 +68,7 @@ pub async fn run(ctx: &Context, name: &str, mode: StopMode) -> Result<(Value, Ch
     let control = ServerControl::discover(&database.admin_url, ctx.pg_bin_dir.clone()).await?;
     let url = database.fresh(name).await?;
     let dir = ctx.case_dir(name)?;
-    let spec = OriginSpec::new(
+    let spec = OriginSpec::for_tests(
         &ctx.origin_binary,
         "origin",
         &dir,

@@ -19,9 +19,9 @@ use tokio::net::TcpStream;
 
 use super::Context;
 use crate::load::Latencies;
-use crate::origin::{self, Origin, OriginSpec};
-use crate::probe;
 use crate::report::{ms, Checks};
+use testkit::origin::{self, Origin, OriginSpec};
+use testkit::probe;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const ZERO_WINDOW_CONNECTIONS: usize = 1500;
@@ -65,7 +65,7 @@ pub struct ZeroWindowFigures {
 pub async fn run_zero_window(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
     raise_fd_limit()?;
     let dir = ctx.case_dir(name)?;
-    let spec = OriginSpec::new(
+    let spec = OriginSpec::for_tests(
         &ctx.origin_binary,
         "origin",
         &dir,
@@ -179,7 +179,7 @@ pub struct PrefaceFloodFigures {
 pub async fn run_preface_flood(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
     raise_fd_limit()?;
     let dir = ctx.case_dir(name)?;
-    let spec = OriginSpec::new(
+    let spec = OriginSpec::for_tests(
         &ctx.origin_binary,
         "origin",
         &dir,
@@ -228,7 +228,7 @@ pub async fn run_preface_flood(ctx: &Context, name: &str) -> Result<(Value, Chec
                     .normal_failures
                     .push(format!("{} {}", answer.status, answer.body.trim()))
             }
-            Err(error) => figures.normal_failures.push(error),
+            Err(error) => figures.normal_failures.push(error.to_string()),
         }
     }
     figures.closed_by_origin = closed_within(&mut flood, Duration::from_secs(10)).await;

@@ -12,9 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Context;
-use crate::origin::{self, OriginSpec};
-use crate::probe;
 use crate::report::{ms, Checks};
+use testkit::origin::{self, OriginSpec};
+use testkit::probe;
+use testkit::response::parse_answer;
 
 /// The origin's header-read timeout in this case: partial requests are cut off after it.
 const HEADER_TIMEOUT_MS: u64 = 1000;
@@ -449,39 +450,21 @@ async fn exchange(addr: SocketAddr, bytes: &[u8], expect: &Expect) -> Observed {
 }
 
 /// The statuses of the complete HTTP/1 answers at the start of `buf`, and how many bytes were
-/// neither those answers nor the start of one.
+/// neither those answers nor the start of one. An answer without a length runs to the end of
+/// what was read (HTTP/1.1 ends it at the close).
 pub fn answers(buf: &[u8]) -> (Vec<u16>, usize) {
+    // Framing compacts chunked bodies in place: work on a copy, `exchange` reads on.
+    let mut buf = buf.to_vec();
     let mut statuses = Vec::new();
     let mut at = 0;
     while at < buf.len() {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&buf[at..]) {
-            Ok(httparse::Status::Complete(head)) => {
-                let length = response
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| {
-                        std::str::from_utf8(h.value)
-                            .ok()?
-                            .trim()
-                            .parse::<usize>()
-                            .ok()
-                    })
-                    .unwrap_or(0);
-                if buf.len() < at + head + length {
-                    break; // body still arriving
-                }
-                statuses.push(response.code.unwrap_or(0));
-                at += head + length;
+        match parse_answer(&mut buf[at..], true) {
+            Ok(Some(frame)) => {
+                statuses.push(frame.status);
+                at += frame.consumed;
             }
-            Ok(httparse::Status::Partial)
-                if buf[at..].starts_with(b"HTTP/") || b"HTTP/".starts_with(&buf[at..]) =>
-            {
-                break
-            }
-            _ => return (statuses, buf.len() - at),
+            Ok(None) => break, // still arriving
+            Err(_) => return (statuses, buf.len() - at),
         }
     }
     (statuses, 0)
@@ -514,7 +497,7 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
     let data = data.display().to_string();
     let timeout = HEADER_TIMEOUT_MS.to_string();
-    let spec = OriginSpec::new(
+    let spec = OriginSpec::for_tests(
         &ctx.origin_binary,
         "origin",
         &dir,
@@ -535,7 +518,7 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
     let counter = |addr| async move {
         let answer =
             probe::request(addr, "GET", "/api/counter", &[], Duration::from_secs(5)).await?;
-        loadtest::client::parse_value(answer.body.as_bytes())
+        testkit::client::parse_value(answer.body.as_bytes())
             .ok_or(format!("GET /api/counter: {}", answer.body))
     };
     let counter_before = counter(origin.addr()).await?;

@@ -18,8 +18,9 @@ use std::time::Instant;
 use clap::ValueEnum;
 use serde_json::Value;
 
-use crate::database::{Database, StopMode};
+use crate::database::StopMode;
 use crate::report::{CaseReport, Checks};
+use testkit::Database;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Case {

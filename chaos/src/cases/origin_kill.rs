@@ -10,16 +10,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use loadtest::client::{Endpoint, Op};
 use serde::Serialize;
 use serde_json::Value;
+use testkit::client::{Endpoint, Op};
 
 use super::Context;
-use crate::database::counter_value;
 use crate::load::{self, Load, LoadPlan};
-use crate::origin::{self, OriginSpec};
-use crate::probe;
 use crate::report::{ms, Checks};
+use testkit::database::counter_value;
+use testkit::origin::{self, OriginSpec};
+use testkit::probe;
 
 const CONNECTIONS: usize = 32;
 
@@ -86,7 +86,7 @@ async fn run_store(
     let (label, spec) = match &store {
         Store::Postgres(url) => (
             "postgres",
-            OriginSpec::new(
+            OriginSpec::for_tests(
                 &ctx.origin_binary,
                 "origin-postgres",
                 dir,
@@ -99,7 +99,7 @@ async fn run_store(
             let data = data.display().to_string();
             (
                 "embedded",
-                OriginSpec::new(
+                OriginSpec::for_tests(
                     &ctx.origin_binary,
                     "origin-embedded",
                     dir,
@@ -193,7 +193,7 @@ async fn sentinel(url: &str) -> Result<i64, String> {
             answer.status, answer.body
         ));
     }
-    loadtest::client::parse_value(answer.body.as_bytes())
+    testkit::client::parse_value(answer.body.as_bytes())
         .ok_or_else(|| format!("sentinel POST body {:?}", answer.body))
 }
 

@@ -13,15 +13,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loadtest::client::Endpoint;
 use serde::Serialize;
 use serde_json::Value;
+use testkit::client::Endpoint;
 
 use super::Context;
 use crate::load::{self, Latencies, Load, LoadPlan};
-use crate::origin::{self, Origin, OriginSpec};
-use crate::probe;
 use crate::report::{ms, Checks};
+use testkit::origin::{self, Origin, OriginSpec};
+use testkit::probe;
 
 /// HAProxy's health check: every 100 ms, down after 2 failures, up after 2 successes.
 pub const CHECK_INTER_MS: u64 = 100;
@@ -156,14 +156,14 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
         ("DRAIN_PERIOD_MS", drain.as_str()),
     ];
     let specs = [
-        OriginSpec::new(&ctx.origin_binary, "origin-a", &dir, &env)?,
-        OriginSpec::new(&ctx.origin_binary, "origin-b", &dir, &env)?,
+        OriginSpec::for_tests(&ctx.origin_binary, "origin-a", &dir, &env)?,
+        OriginSpec::for_tests(&ctx.origin_binary, "origin-b", &dir, &env)?,
     ];
     let mut origins = Vec::new();
     for spec in &specs {
         origins.push(Some(spec.start_ready().await?));
     }
-    let (frontend, stats) = (probe::free_addr()?, probe::free_addr()?);
+    let (frontend, stats) = (testkit::free_addr()?, testkit::free_addr()?);
     let servers: Vec<(&str, SocketAddr)> = vec![("a", specs[0].addr), ("b", specs[1].addr)];
     let config = haproxy_config(frontend, stats, &servers, DRAIN_PERIOD_MS)?;
     let mut haproxy = start_haproxy(&ctx.haproxy, &dir, &config, stats).await?;
@@ -351,7 +351,7 @@ async fn roll(
 
 async fn sentinel(addr: SocketAddr) -> Result<i64, String> {
     let answer = probe::request(addr, "POST", "/api/counter", &[], Duration::from_secs(10)).await?;
-    loadtest::client::parse_value(answer.body.as_bytes())
+    testkit::client::parse_value(answer.body.as_bytes())
         .filter(|_| answer.status == 200)
         .ok_or_else(|| {
             format!(

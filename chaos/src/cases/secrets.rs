@@ -23,9 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Context;
-use crate::origin::{self, OriginSpec};
-use crate::probe;
 use crate::report::Checks;
+use testkit::origin::{self, OriginSpec};
+use testkit::probe;
 
 const USER: &str = "counter_app";
 
@@ -196,7 +196,7 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
     };
     let encoded = percent_encode(&secrets.password);
     let refusing = RefusingServer::start().await?;
-    let nobody = probe::free_addr()?;
+    let nobody = testkit::free_addr()?;
     let real = ctx
         .database()?
         .admin_url
@@ -239,7 +239,7 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
         scenarios: Vec::new(),
     };
     for (i, (scenario, database_url, cause, server)) in scenarios.into_iter().enumerate() {
-        let spec = OriginSpec::new(
+        let spec = OriginSpec::for_tests(
             &ctx.origin_binary,
             &format!("origin-{i}"),
             &dir,

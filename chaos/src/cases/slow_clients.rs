@@ -13,17 +13,17 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loadtest::client::Endpoint;
 use loadtest::drive::{self, Mode, Plan, Scenario};
 use loadtest::progress::Progress;
 use loadtest::report::RunResult;
 use serde::Serialize;
 use serde_json::Value;
+use testkit::client::Endpoint;
 
 use super::Context;
-use crate::origin::{self, OriginSpec};
-use crate::probe;
 use crate::report::{ms, Checks};
+use testkit::origin::{self, OriginSpec};
+use testkit::probe;
 
 /// Idle/attacked window pairs per attack mode.
 const ROUNDS: usize = 3;
@@ -118,7 +118,7 @@ pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
     let dir = ctx.case_dir(name)?;
     let database = ctx.database()?;
     let url = database.fresh(name).await?;
-    let spec = OriginSpec::new(
+    let spec = OriginSpec::for_tests(
         &ctx.origin_binary,
         "origin",
         &dir,

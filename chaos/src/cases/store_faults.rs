@@ -14,15 +14,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loadtest::client::{Endpoint, Op};
 use serde::Serialize;
 use serde_json::Value;
+use testkit::client::{Endpoint, Op};
 
 use super::Context;
 use crate::load::{self, Load, LoadPlan};
-use crate::origin::{self, Origin, OriginSpec};
-use crate::probe;
 use crate::report::{ms, Checks};
+use testkit::origin::{self, Origin, OriginSpec};
+use testkit::probe;
 
 const CONNECTIONS: usize = 8;
 /// What the log says once per incident (origin/src/counter/batcher.rs).
@@ -57,7 +57,7 @@ pub struct DiskFullFigures {
 pub async fn run_disk_full(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
     let dir = ctx.case_dir(name)?;
     let data = Tmpfs::mount(&dir.join("data"), "4m")?;
-    let spec = OriginSpec::new(
+    let spec = OriginSpec::for_tests(
         &ctx.origin_binary,
         "origin",
         &dir,
@@ -150,7 +150,7 @@ pub async fn run_files_deleted(ctx: &Context, name: &str) -> Result<(Value, Chec
     let dir = ctx.case_dir(name)?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
-    let spec = OriginSpec::new(
+    let spec = OriginSpec::for_tests(
         &ctx.origin_binary,
         "origin",
         &dir,
@@ -287,7 +287,7 @@ async fn sentinel(origin: &Origin) -> Result<i64, String> {
             answer.status, answer.body
         ));
     }
-    loadtest::client::parse_value(answer.body.as_bytes())
+    testkit::client::parse_value(answer.body.as_bytes())
         .ok_or_else(|| format!("sentinel POST body {:?}", answer.body))
 }
 

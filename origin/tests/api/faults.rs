@@ -6,7 +6,8 @@ use hyper::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{spawn_app, with_database, Backend};
+use crate::helpers::{spawn_app, Backend};
+use testkit::database::with_database;
 
 /// A TCP proxy in front of PostgreSQL that the test can cut (every connection dropped, new ones
 /// refused) and restore on the same port: a real network outage, seen from the origin.

@@ -27,51 +27,20 @@ pub const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Embedded];
 /// Every way the origin stores the counter (the contract holds for each).
 pub const STORES: [Backend; 3] = [Backend::Postgres, Backend::AppRole, Backend::Embedded];
 
-/// The admin URL of the test PostgreSQL server.
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").expect(
-        "TEST_DATABASE_URL is not set: run the tests with `make test` (it starts a throwaway PostgreSQL), \
-         or point TEST_DATABASE_URL at a server where this user may CREATE DATABASE",
-    )
-}
-
-/// Replaces the database name in a `postgres://…/name?…` URL.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let slash = base.rfind('/').expect("URL with a path");
-    let mut out = format!("{}/{database}", &base[..slash]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
 /// A fresh, empty database for one test; returns its URL.
 pub async fn fresh_database() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!(
-        "counter_test_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = pg_connect(&admin_url()).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+    let database = testkit::Database::from_env().unwrap_or_else(|e| panic!("{e}"));
+    database
+        .fresh("counter_test")
         .await
-        .expect("CREATE DATABASE");
-    with_database(&admin_url(), &name)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A plain (non-pooled) PostgreSQL session for the test itself.
 pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    testkit::database::connect(url)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL ({e}); is it running?"));
-    tokio::spawn(connection);
-    client
+        .unwrap_or_else(|e| panic!("{e}; is it running?"))
 }
 
 pub struct TestApp {
@@ -272,12 +241,9 @@ impl TestApp {
 
     /// The committed value, read straight from PostgreSQL.
     pub async fn committed(&self) -> i64 {
-        let client = pg_connect(self.database_url.as_ref().expect("a PostgreSQL app")).await;
-        client
-            .query_one("SELECT value FROM request_counter_state WHERE id = 1", &[])
+        testkit::database::counter_value(self.database_url.as_ref().expect("a PostgreSQL app"))
             .await
-            .unwrap()
-            .get(0)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Stops the app the way SIGTERM does and waits until it has.

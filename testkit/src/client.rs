@@ -1,8 +1,9 @@
-//! One keep-alive HTTP/1.1 connection per worker, over TCP or TLS.
+//! The load client: one keep-alive HTTP/1.1 connection per worker, over TCP or TLS. The load
+//! tester measures the origin with it and the fault suite drives its load with it.
 //!
 //! The requests this tool sends are fixed (`GET`/`POST /api/counter`, no body), so each is
-//! rendered once and written with a single `write`; answers are parsed in place with `httparse`
-//! (the parser hyper uses) from a buffer the connection reuses. No allocation, channel or task
+//! rendered once and written with a single `write`; answers are framed in place
+//! ([`crate::response`]) in a buffer the connection reuses. No allocation, channel or task
 //! hand-off per request: measured on the 2-core bench machine, hyper's client connection cost
 //! ~13 µs of CPU per request against `wrk`'s ~8 µs, and every cycle the client spends is a
 //! cycle the server under test does not get. Bodies may be `Content-Length` or chunked; a
@@ -17,6 +18,8 @@ use http::Uri;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::response::{parse_answer, Frame};
+
 /// The API path every scenario exercises, relative to the base URL.
 pub const COUNTER_PATH: &str = "/api/counter";
 const USER_AGENT: &str = concat!("counter-loadtest/", env!("CARGO_PKG_VERSION"));
@@ -24,7 +27,6 @@ const USER_AGENT: &str = concat!("counter-loadtest/", env!("CARGO_PKG_VERSION"))
 const READ_BUFFER: usize = 16 * 1024;
 /// Largest answer (head + body) accepted; the counter API never comes close.
 const MAX_RESPONSE: usize = 1024 * 1024;
-const MAX_HEADERS: usize = 64;
 
 /// Where the load goes: parsed and resolved once, shared by every connection.
 pub struct Endpoint {
@@ -116,12 +118,13 @@ impl Endpoint {
         })
     }
 
-    /// Spreads the connections over `addrs` instead of the resolved addresses, keeping the base
-    /// URL's host header and path: several origins behind one name, as a load balancer spreads
-    /// them (`loadtest bench --origins`). One endpoint, so one write ledger covers them all.
+    /// The same requests (Host, prefix, TLS name from the base URL) spread over `addrs` instead
+    /// of the resolved addresses: connection `i` goes to `addrs[i % addrs.len()]`. For several
+    /// origins measured as one service. An empty list keeps the resolved addresses.
     pub fn with_addrs(mut self, addrs: Vec<SocketAddr>) -> Self {
-        assert!(!addrs.is_empty(), "spread over at least one address");
-        self.addrs = addrs;
+        if !addrs.is_empty() {
+            self.addrs = addrs;
+        }
         self
     }
 
@@ -300,16 +303,6 @@ pub struct Connection {
     last_status: u16,
 }
 
-/// A parsed answer: status, where the body sits in the buffer, and whether the server closes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Answer {
-    pub status: u16,
-    pub body: std::ops::Range<usize>,
-    /// Bytes of the buffer this answer used (head, body, chunk framing).
-    pub consumed: usize,
-    pub close: bool,
-}
-
 impl Connection {
     /// Sends one counter request and reads the whole answer; on `Ok`, the value it carried.
     pub async fn exchange(&mut self, op: Op, deadline: Instant) -> Result<i64, RequestError> {
@@ -338,7 +331,7 @@ impl Connection {
     }
 
     /// Writes `request` and reads one answer. Errors mean the connection must be dropped.
-    async fn send(&mut self, request: &[u8], deadline: Instant) -> Result<Answer, RequestError> {
+    async fn send(&mut self, request: &[u8], deadline: Instant) -> Result<Frame, RequestError> {
         // The timer is re-armed only when it would fire late or already fired for an earlier
         // request, not for every request: a timer-wheel update per request is measurable CPU.
         if self.timer.deadline() > deadline.into() || self.timer.is_elapsed() {
@@ -357,8 +350,10 @@ impl Connection {
                 .map_err(|_| RequestError::Transport)?;
             loop {
                 if *filled > 0 {
-                    if let Some(answer) = parse_answer(&mut buf[..*filled])? {
-                        return Ok(answer);
+                    match parse_answer(&mut buf[..*filled], false) {
+                        Ok(Some(answer)) => return Ok(answer),
+                        Ok(None) => {}
+                        Err(_) => return Err(RequestError::Transport),
                     }
                 }
                 if *filled == buf.len() {
@@ -405,129 +400,6 @@ impl Connection {
     pub fn last_status(&self) -> u16 {
         self.last_status
     }
-}
-
-/// Parses one answer from the start of `buf`, skipping interim (1xx) answers. `Ok(None)`: more
-/// bytes needed. A chunked body is compacted in place so that it is one contiguous range.
-pub fn parse_answer(buf: &mut [u8]) -> Result<Option<Answer>, RequestError> {
-    let mut offset = 0;
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        let head = match response.parse(&buf[offset..]) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(RequestError::Transport),
-        };
-        let status = response.code.ok_or(RequestError::Transport)?;
-        let mut length: Option<usize> = None;
-        let mut chunked = false;
-        // HTTP/1.0 closes unless told otherwise; we never ask it to keep alive.
-        let mut close = response.version == Some(0);
-        for h in response.headers.iter() {
-            let value = std::str::from_utf8(h.value).map_err(|_| RequestError::Transport)?;
-            if h.name.eq_ignore_ascii_case("content-length") {
-                let n = value.trim().parse().map_err(|_| RequestError::Transport)?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(RequestError::Transport);
-                }
-                length = Some(n);
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
-                if !chunked {
-                    return Err(RequestError::Transport);
-                }
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                close |= value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
-            }
-        }
-        let start = offset + head;
-        if (100..200).contains(&status) {
-            offset = start;
-            continue;
-        }
-        if status == 204 || status == 304 {
-            return Ok(Some(Answer {
-                status,
-                body: start..start,
-                consumed: start,
-                close,
-            }));
-        }
-        if chunked {
-            return Ok(dechunk(buf, start)?.map(|(end, consumed)| Answer {
-                status,
-                body: start..end,
-                consumed,
-                close,
-            }));
-        }
-        // Keep-alive needs a length; an answer delimited by the close is not one we can use.
-        let length = length.ok_or(RequestError::Transport)?;
-        if buf.len() - start < length {
-            return Ok(None);
-        }
-        return Ok(Some(Answer {
-            status,
-            body: start..start + length,
-            consumed: start + length,
-            close,
-        }));
-    }
-}
-
-/// Validates a complete chunked body starting at `start`, then moves the chunk data together.
-/// Returns (end of the data, end of the message), or `None` when incomplete.
-fn dechunk(buf: &mut [u8], start: usize) -> Result<Option<(usize, usize)>, RequestError> {
-    let mut chunks = Vec::new();
-    let mut at = start;
-    loop {
-        let Some(line_end) = find_crlf(&buf[at..]) else {
-            return Ok(None);
-        };
-        let line =
-            std::str::from_utf8(&buf[at..at + line_end]).map_err(|_| RequestError::Transport)?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| RequestError::Transport)?;
-        at += line_end + 2;
-        if size == 0 {
-            // Trailers until an empty line.
-            loop {
-                let Some(end) = find_crlf(&buf[at..]) else {
-                    return Ok(None);
-                };
-                at += end + 2;
-                if end == 0 {
-                    break;
-                }
-            }
-            break;
-        }
-        if buf.len() < at + size + 2 {
-            return Ok(None);
-        }
-        if &buf[at + size..at + size + 2] != b"\r\n" {
-            return Err(RequestError::Transport);
-        }
-        chunks.push(at..at + size);
-        at += size + 2;
-    }
-    let mut end = start;
-    for chunk in chunks {
-        let len = chunk.len();
-        buf.copy_within(chunk, end);
-        end += len;
-    }
-    Ok(Some((end, at)))
-}
-
-fn find_crlf(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\r\n")
 }
 
 /// The `N` of a `{"value": N}` body, without a JSON parser on the hot path; anything that is not
@@ -580,56 +452,26 @@ mod tests {
         }
     }
 
-    fn parse(text: &str) -> (Result<Option<Answer>, RequestError>, Vec<u8>) {
-        let mut buf = text.as_bytes().to_vec();
-        let answer = parse_answer(&mut buf);
-        (answer, buf)
-    }
-
-    #[test]
-    fn parses_a_content_length_answer_and_waits_for_all_of_it() {
-        let full = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"value\":42}";
-        let (answer, buf) = parse(full);
-        let answer = answer.unwrap().unwrap();
-        assert_eq!(
-            (answer.status, answer.close, answer.consumed),
-            (200, false, full.len())
-        );
-        assert_eq!(parse_value(&buf[answer.body]), Some(42));
-        for cut in 1..full.len() {
-            assert_eq!(parse(&full[..cut]).0, Ok(None), "cut at {cut}");
+    #[tokio::test]
+    async fn connections_spread_over_explicit_addresses() {
+        let listeners = [
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ];
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        // The base URL names a port nobody listens on: only the explicit addresses are used.
+        let endpoint = Endpoint::resolve(&format!("http://{}/prefix", crate::free_addr().unwrap()))
+            .await
+            .unwrap()
+            .with_addrs(addrs.clone());
+        for i in 0..4 {
+            let _connection = endpoint.open(i).await.unwrap();
+            let (_, peer) = listeners[i % 2].accept().await.unwrap();
+            assert!(peer.ip().is_loopback());
         }
-    }
-
-    #[test]
-    fn parses_chunked_bodies_and_skips_interim_answers() {
-        let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-                    4;ext=1\r\n{\"va\r\n7\r\nlue\":7}\r\n0\r\nx-trailer: y\r\n\r\n";
-        let (answer, buf) = parse(text);
-        let answer = answer.unwrap().unwrap();
-        assert!(answer.close);
-        assert_eq!(answer.consumed, text.len());
-        assert_eq!(parse_value(&buf[answer.body]), Some(7));
-        assert_eq!(parse(&text[..text.len() - 2]).0, Ok(None));
-    }
-
-    #[test]
-    fn rejects_answers_we_cannot_frame() {
-        assert_eq!(
-            parse("HTTP/1.1 200 OK\r\n\r\nbody").0,
-            Err(RequestError::Transport)
-        );
-        assert_eq!(
-            parse("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab").0,
-            Err(RequestError::Transport)
-        );
-        assert_eq!(
-            parse("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").0,
-            Err(RequestError::Transport)
-        );
-        assert_eq!(parse("garbage\r\n\r\n").0, Err(RequestError::Transport));
-        let (answer, _) = parse("HTTP/1.1 304 Not Modified\r\ncontent-length: 12\r\n\r\n");
-        assert_eq!(answer.unwrap().unwrap().body.len(), 0);
+        assert!(endpoint
+            .get_request("/readyz")
+            .starts_with(b"GET /prefix/readyz HTTP/1.1\r\n"));
     }
 
     #[test]
