@@ -105,16 +105,23 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
                 // At the limit: make room by evicting a connection that does nothing useful, else
                 // wait for one to end (one accepted socket waits here; the rest, in the kernel's
                 // backlog).
-                let grace = EVICTION_GRACE.min(config.header_read_timeout / 10);
+                let grace = Grace {
+                    unproven_ms: UNPROVEN_GRACE
+                        .min(config.header_read_timeout / 4)
+                        .as_millis() as u64,
+                    // A client between its requests is not idle in the attacker's sense: only one
+                    // silent for a whole header timeout gives its slot up.
+                    idle_ms: config.header_read_timeout.as_millis() as u64,
+                };
                 let permit = loop {
-                    if let Some(reason) = connections.evict_one(grace.as_millis() as u64) {
+                    if let Some(reason) = connections.evict_one(grace) {
                         app.metrics.connection_closed(reason);
                     }
                     // The evicted task gives its permit back once dropped; until a permit comes,
                     // look again as connections age past the grace.
                     tokio::select! {
                         permit = Arc::clone(&limit).acquire_owned() => break Some(permit.expect("never closed")),
-                        _ = tokio::time::sleep(grace.max(Duration::from_millis(20)) / 2) => {}
+                        _ = tokio::time::sleep(Duration::from_millis((grace.unproven_ms / 2).max(10))) => {}
                         _ = turned_true(&mut stop) => break None,
                     }
                 };
@@ -123,11 +130,13 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
             }
         };
         let _ = stream.set_nodelay(true);
+        limit_send_buffer(&stream);
         let state = Arc::new(ConnectionState {
             app: Arc::clone(&app),
             activity: Activity::new(),
             id: connections.next_id(),
             connections: Arc::clone(&connections),
+            fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
         });
         let registration = connections.insert(&state);
         let task = tokio::spawn(serve_connection(
@@ -193,6 +202,9 @@ struct Activity {
     head_started_ms: AtomicU64,
     /// HTTP/2 multiplexes and pings; only the idle rule applies to it.
     http2: AtomicBool,
+    /// A request on it timed out waiting for its body (`408`): the client trickles, and an
+    /// HTTP/2 client could renew such a stream forever on one connection.
+    slow_request: AtomicBool,
 }
 
 impl Activity {
@@ -209,6 +221,7 @@ impl Activity {
             idle_since_ms: AtomicU64::new(now),
             head_started_ms: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            slow_request: AtomicBool::new(false),
         }
     }
 
@@ -285,6 +298,48 @@ struct ConnectionState {
     activity: Activity,
     id: u64,
     connections: Arc<Connections>,
+    /// The socket, for options set while hyper owns the stream (valid while the task lives).
+    fd: std::os::fd::RawFd,
+}
+
+impl ConnectionState {
+    /// Makes the coming close a reset (`SO_LINGER` 0): for connections the origin drops or
+    /// evicts, whose client may not be reading, so unsent bytes do not outlive the slot.
+    fn reset_on_close(&self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on the connection's own socket, still open (its task owns it), with
+        // a pointer to a local of the size given.
+        unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+/// Bounds what the kernel buffers for a client that does not read (the kernel doubles it): past
+/// it, writes block and the watchdog's stall rule applies, instead of megabytes per socket.
+const SEND_BUFFER_BYTES: libc::c_int = 32 * 1024;
+
+fn limit_send_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on an open socket with a pointer to a local of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&SEND_BUFFER_BYTES as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Keeps a connection in [`Connections`] until its task ends (also when aborted before it ran).
@@ -296,9 +351,19 @@ impl Drop for Registration {
     }
 }
 
-/// How long a connection is spared from eviction after it was accepted, answered or went idle
-/// (at most a tenth of the header timeout): a request already in its socket gets parsed first.
-const EVICTION_GRACE: Duration = Duration::from_millis(100);
+/// How long a new connection is spared from eviction (at most a quarter of the header timeout): a
+/// request already in its socket gets parsed first, even on a busy machine.
+const UNPROVEN_GRACE: Duration = Duration::from_secs(1);
+
+/// How long each kind of connection must have been so before it may be evicted.
+#[derive(Debug, Clone, Copy)]
+struct Grace {
+    /// Since the accept, for a connection that has sent no request; also since the last byte
+    /// written, for one whose client does not read.
+    unproven_ms: u64,
+    /// Since its last answer, for an idle keep-alive connection.
+    idle_ms: u64,
+}
 
 /// A registered connection, and its task once spawned.
 type Entry = (Arc<ConnectionState>, Option<AbortHandle>);
@@ -333,10 +398,10 @@ impl Connections {
         drop(removed);
     }
 
-    /// Ends the connection least worth keeping, if one has been so for longer than `grace_ms`:
+    /// Ends the connection least worth keeping, if one has been so for longer than its grace:
     /// first one that sent no request (oldest first), then one whose client does not read its
     /// answers (stalled longest first), then the longest idle. Only when the limit is reached.
-    fn evict_one(&self, grace_ms: u64) -> Option<CloseReason> {
+    fn evict_one(&self, grace: Grace) -> Option<CloseReason> {
         let now = clock_ms();
         let mut open = self.lock();
         let victim = open
@@ -344,14 +409,14 @@ impl Connections {
             .filter_map(|(&id, (state, task))| {
                 task.as_ref()?;
                 let a = &state.activity;
-                let due = |since: u64| since + grace_ms <= now;
+                let due = |since: u64| since + grace.unproven_ms <= now;
                 let candidate = if a.requests.load(Ordering::Relaxed) == 0 {
                     due(a.accepted_ms).then_some((CloseReason::EvictedUnproven, a.accepted_ms))
                 } else if let Some(since) = a.stalled_since() {
                     due(since).then_some((CloseReason::EvictedStalled, since))
                 } else if a.in_flight.load(Ordering::Relaxed) == 0 {
                     let idle = a.idle_since_ms.load(Ordering::Relaxed);
-                    due(idle).then_some((CloseReason::EvictedIdle, idle))
+                    (idle + grace.idle_ms <= now).then_some((CloseReason::EvictedIdle, idle))
                 } else {
                     None
                 };
@@ -361,7 +426,10 @@ impl Connections {
         let (reason, _, id) = victim?;
         let removed = open.remove(&id);
         drop(open);
-        if let Some((_, Some(task))) = &removed {
+        if let Some((state, Some(task))) = &removed {
+            // Reset rather than close: what the kernel still holds for it is discarded at once
+            // instead of lingering in FIN-WAIT-1 after its slot is free.
+            state.reset_on_close();
             task.abort();
         }
         tracing::debug!(
@@ -392,6 +460,9 @@ enum Verdict {
 fn judge(activity: &Activity, now: u64, header_timeout: u64, idle_timeout: u64) -> Verdict {
     // Wake at least every header timeout, so a head that starts arriving is timed from its start.
     let soon = now + header_timeout;
+    if activity.slow_request.load(Ordering::Relaxed) {
+        return Verdict::Drop(CloseReason::SlowRequest);
+    }
     if let Some(since) = activity.stalled_since() {
         let deadline = since + header_timeout;
         if now >= deadline {
@@ -453,6 +524,9 @@ async fn serve_connection(
                 } else {
                     routes::handle(&in_flight.state.app, request).await
                 };
+                if response.status() == hyper::StatusCode::REQUEST_TIMEOUT {
+                    activity.slow_request.store(true, Ordering::Relaxed);
+                }
                 Ok::<_, std::convert::Infallible>(
                     response.map(|body| SentBody::new(body, in_flight)),
                 )
@@ -496,6 +570,7 @@ async fn serve_connection(
                         Verdict::CheckAt(at) => at,
                         Verdict::Drop(reason) => {
                             app.metrics.connection_closed(reason);
+                            connection_state.reset_on_close();
                             return;
                         }
                         Verdict::CloseIdle => {

@@ -179,16 +179,19 @@ pub enum CloseReason {
     SendStalled,
     /// Idle for the keep-alive timeout.
     IdleTimeout,
+    /// A request on it timed out waiting for its body (a client trickling bytes).
+    SlowRequest,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 7] = [
         CloseReason::EvictedUnproven,
         CloseReason::EvictedStalled,
         CloseReason::EvictedIdle,
         CloseReason::HeadTimeout,
         CloseReason::SendStalled,
         CloseReason::IdleTimeout,
+        CloseReason::SlowRequest,
     ];
 
     pub fn label(self) -> &'static str {
@@ -199,6 +202,7 @@ impl CloseReason {
             CloseReason::HeadTimeout => "head_timeout",
             CloseReason::SendStalled => "send_stalled",
             CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::SlowRequest => "slow_request",
         }
     }
 }
