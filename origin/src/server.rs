@@ -107,7 +107,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
                 // backlog).
                 let grace = Grace {
                     unproven_ms: UNPROVEN_GRACE
-                        .min(config.header_read_timeout / 4)
+                        .min(config.header_read_timeout / 8)
                         .as_millis() as u64,
                     // A client between its requests is not idle in the attacker's sense: only one
                     // silent for a whole header timeout gives its slot up.
@@ -351,7 +351,7 @@ impl Drop for Registration {
     }
 }
 
-/// How long a new connection is spared from eviction (at most a quarter of the header timeout): a
+/// How long a new connection is spared from eviction (at most an eighth of the header timeout): a
 /// request already in its socket gets parsed first, even on a busy machine.
 const UNPROVEN_GRACE: Duration = Duration::from_secs(1);
 
