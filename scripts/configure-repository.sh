@@ -41,7 +41,8 @@ jq -n --argjson id "$reviewer" \
   '{reviewers: [{type: "User", id: $id}], deployment_branch_policy: {protected_branches: false, custom_branch_policies: true}}' |
   gh api --method PUT "repos/$repo/environments/production" --input - >/dev/null ||
   die "cannot create the production environment with a required reviewer (on a private repository that needs GitHub Enterprise; docs/delivery.md)"
-if ! gh api "repos/$repo/environments/production/deployment-branch-policies" --jq '.branch_policies[].name' | grep -qx main; then
+policies=$(gh api "repos/$repo/environments/production/deployment-branch-policies" --jq '.branch_policies[].name')
+if ! grep -qx main <<<"$policies"; then
   gh api --method POST "repos/$repo/environments/production/deployment-branch-policies" -f name=main -f type=branch >/dev/null
 fi
 "$(dirname "$0")/deploy/terraform-preflight.sh" environment "$repo" production >/dev/null

@@ -74,7 +74,10 @@ for layer in app infra; do
     db_resource_id=$(tf infra output -raw db_resource_id)
     # Forgotten, not destroyed: the cluster outlives this destroy and EKS would recreate the group
     # without a retention (Terraform >= 1.8 does not re-import during a destroy).
-    if tf infra state list | grep -qx aws_cloudwatch_log_group.control_plane; then
+    # Read the whole list first: `grep -q` exits at the first match, and under pipefail the
+    # writer's SIGPIPE would make the condition false now and then.
+    resources=$(tf infra state list)
+    if grep -qx aws_cloudwatch_log_group.control_plane <<<"$resources"; then
       tf infra state rm aws_cloudwatch_log_group.control_plane
     fi
   fi
