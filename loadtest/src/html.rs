@@ -58,7 +58,7 @@ h1{font-size:1.4rem;margin:.5rem 0;overflow-wrap:anywhere}h2{font-size:1.15rem;m
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;white-space:nowrap;font-size:.92rem}
 th,td{padding:.3rem .55rem;border-bottom:1px solid var(--line);text-align:right}
 th{background:var(--head);font-weight:600}th:first-child,td:first-child{text-align:left}
-table.kv th,table.kv td{white-space:normal;text-align:left;vertical-align:top}table.kv th{min-width:7rem}
+table.kv{table-layout:fixed;width:100%}table.kv th,table.kv td{white-space:normal;overflow-wrap:anywhere;text-align:left;vertical-align:top}table.kv th{width:7.5rem}
 code{font-size:.9em;overflow-wrap:anywhere}
 figure{margin:1rem 0;min-width:0}.chart{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%}.chart svg{display:block;width:100%;min-width:34rem;height:auto;color:var(--fg)}
 figcaption{color:var(--muted);font-size:.9rem}
