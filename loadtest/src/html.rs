@@ -53,7 +53,7 @@ body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg)
 h1{font-size:1.4rem;margin:.5rem 0;overflow-wrap:anywhere}h2{font-size:1.15rem;margin:2rem 0 .5rem}
 .verdict{overflow-wrap:anywhere;font-size:1.1rem;padding:.6rem .8rem;border-left:.4rem solid;background:var(--head)}
 .pass{color:var(--ok)}.fail{color:var(--bad)}.interrupted,.warn{color:var(--warn)}
-.verdict.pass{border-color:var(--ok)}.verdict.fail{border-color:var(--bad)}.verdict.interrupted{border-color:var(--warn)}
+.verdict.warn{font-size:1rem;border-color:var(--warn)}.verdict.pass{border-color:var(--ok)}.verdict.fail{border-color:var(--bad)}.verdict.interrupted{border-color:var(--warn)}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;white-space:nowrap;font-size:.92rem}
 th,td{padding:.3rem .55rem;border-bottom:1px solid var(--line);text-align:right}
@@ -88,8 +88,15 @@ impl RunResult {
             page,
             "<h1>{}</h1><p class=\"verdict {class}\"><b>{}</b></p>",
             escape(&title),
-            escape(&self.verdict_line(false))
+            escape(&self.verdict_words(false, false))
         );
+        for w in &self.warnings {
+            let _ = write!(
+                page,
+                "<p class=\"verdict warn\"><b>warning:</b> {}</p>",
+                escape(w)
+            );
+        }
         self.run_table(&mut page);
         self.results_tables(&mut page);
         self.writes_table(&mut page);
@@ -161,10 +168,11 @@ impl RunResult {
     fn results_tables(&self, page: &mut String) {
         let _ = write!(
             page,
-            "<h2>Results (measured window, {:.1} s after the warm-up)</h2><div class=scroll><table>\
+            "<h2>Results (measured window, {:.1} s{})</h2><div class=scroll><table>\
              <tr><th></th><th>requests</th><th>ok/s</th><th>failed</th><th>error rate</th><th>mean ms</th>\
              <th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>",
-            self.measured_s
+            self.measured_s,
+            self.after_warmup()
         );
         for (name, op) in [
             ("read", self.read.as_ref()),

@@ -401,6 +401,11 @@ impl RunResult {
 
     /// The verdict line's words, e.g. `PASS (no targets file: …)`.
     pub fn verdict_line(&self, colour: bool) -> String {
+        self.verdict_words(colour, true)
+    }
+
+    /// The verdict's words; the report lists the warnings apart, under it.
+    pub fn verdict_words(&self, colour: bool, with_warnings: bool) -> String {
         let word = match self.verdict {
             Verdict::Pass => paint("PASS", GREEN, colour),
             Verdict::Fail => paint("FAIL", RED, colour),
@@ -410,7 +415,9 @@ impl RunResult {
         if self.verdict == Verdict::Interrupted {
             why.insert(0, "stopped by Ctrl-C; the numbers are partial".into());
         }
-        why.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
+        if with_warnings {
+            why.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
+        }
         if self.targets_file.is_none() {
             why.push(format!(
                 "no targets file: judged by the default error budget of {}% only",
@@ -449,8 +456,9 @@ impl RunResult {
         }
         let _ = writeln!(
             out,
-            "\nmeasured window ({:.1} s after the warm-up):",
-            self.measured_s
+            "\nmeasured window ({:.1} s{}):",
+            self.measured_s,
+            self.after_warmup()
         );
         let header = [
             "requests",
@@ -619,6 +627,15 @@ impl RunResult {
         }
     }
 
+    /// ` after the warm-up`, or `, no warm-up` when there was none (a ramp).
+    pub fn after_warmup(&self) -> &'static str {
+        if self.plan.warmup.is_zero() {
+            ", no warm-up"
+        } else {
+            " after the warm-up"
+        }
+    }
+
     pub fn mode_text(&self) -> String {
         match &self.plan.mode {
             Mode::Open { rate } => format!("open loop at {rate:.0}/s"),
@@ -628,7 +645,7 @@ impl RunResult {
                 stages.len(),
                 stages
                     .iter()
-                    .map(|s| format!("{:.0}s:{:.0}", s.duration.as_secs_f64(), s.target))
+                    .map(|s| format!("{}s:{:.0}", trim_s(s.duration.as_secs_f64()), s.target))
                     .collect::<Vec<_>>()
                     .join(",")
             ),

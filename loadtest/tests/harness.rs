@@ -503,5 +503,10 @@ async fn stages_ramp_the_rate_and_are_reported_apart() {
     let summary = result.summary(false);
     assert!(summary.contains(" s measured, no warm-up"), "{summary}");
     assert!(!summary.contains("0.0 s warm-up"), "{summary}");
+    assert!(summary.contains(" s, no warm-up):"), "{summary}");
+    assert!(
+        summary.contains("open loop in 2 stages (0.5s:200,0.5s:200)"),
+        "{summary}"
+    );
     assert!(result.html().contains("stage boundary"));
 }
