@@ -24,3 +24,32 @@ target/debug/testkit with-origin --origin target/debug/counter-origin --log-dir 
   --env "DATABASE_URL=$TEST_DATABASE_URL" --env DRAIN_PERIOD_MS=0 \
   -- scripts/lib/loadtest-smoke.sh "$out" \
   || die "load-test smoke failed (origin log: $out/origin.log)"
+
+# The report on a 360 px phone, light and dark: the page must not be wider than the screen (its
+# tables and charts scroll inside their own boxes). Headless Chromium's window is at least 500 px
+# wide, so the report is framed 360 px wide; the frame names its width in the title for the check
+# and the screenshots (left 360 px) stay in $out for a look.
+ensure_apt chromium chromium
+cat >"$out/phone.html" <<'HTML'
+<!doctype html><html><body style="margin:0;background:#888">
+<iframe id="f" src="read-open-loop/report.html" style="width:360px;height:2600px;border:0;display:block"></iframe>
+<script>f.onload = () => { document.title = "scrollWidth=" + f.contentDocument.documentElement.scrollWidth; };</script>
+</body></html>
+HTML
+phone() {
+  local scheme=$1; shift
+  local flags=(--headless --no-sandbox --disable-gpu --disable-background-networking
+    --disable-component-update --disable-sync --hide-scrollbars --allow-file-access-from-files
+    --virtual-time-budget=10000 --window-size=500,2600 --user-data-dir="$(mktemp -d)")
+  [ "$scheme" = dark ] && flags+=(--force-dark-mode --blink-settings=preferredColorScheme=0)
+  chromium "${flags[@]}" "$@" "file://$PWD/$out/phone.html" 2>/dev/null
+}
+for scheme in light dark; do
+  phone "$scheme" --screenshot="$PWD/$out/report-360-$scheme.png" >/dev/null \
+    || die "chromium could not screenshot $out/phone.html"
+  width=$(phone "$scheme" --dump-dom | grep -o 'scrollWidth=[0-9]*' | cut -d= -f2)
+  [ -n "$width" ] || die "chromium did not measure $out/read-open-loop/report.html"
+  [ "$width" -le 360 ] \
+    || die "report.html is $width px wide on a 360 px screen ($scheme): it must fit (see $out/report-360-$scheme.png)"
+done
+echo "loadtest report fits 360 px (screenshots: $out/report-360-{light,dark}.png)" >&2

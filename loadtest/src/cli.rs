@@ -6,10 +6,18 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `--version`: the crate version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("COUNTER_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "loadtest",
-    version,
+    version = VERSION,
     about = "Load tests for the Counter Service: open/closed loop, latency targets, write correctness"
 )]
 pub struct Cli {

@@ -57,10 +57,14 @@ fn load(path: &Path) -> Result<Value, SetupError> {
 }
 
 fn number(result: &Value, pointer: &str) -> Result<f64, SetupError> {
-    result
-        .pointer(pointer)
-        .and_then(Value::as_f64)
-        .ok_or_else(|| SetupError(format!("result has no number at {pointer}")))
+    match result.pointer(pointer) {
+        Some(Value::Null) => Err(SetupError(format!(
+            "result has no data at {pointer}: nothing was answered in that run, so there is no latency to compare"
+        ))),
+        value => value
+            .and_then(Value::as_f64)
+            .ok_or_else(|| SetupError(format!("result has no number at {pointer}"))),
+    }
 }
 
 /// Every compared quantity of `a` and `b` (parsed result.json documents).

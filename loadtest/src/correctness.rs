@@ -19,6 +19,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::report::{counted, was};
+
 /// How many examples of each kind of violation the report lists.
 const EXAMPLES: usize = 5;
 
@@ -216,18 +218,21 @@ fn judge(
     };
     if duplicates > 0 {
         check.violations.push(format!(
-            "{duplicates} duplicate values: two successful increments got the same value"
+            "{}: two successful increments got the same value",
+            counted(duplicates, "duplicate value", "duplicate values")
         ));
     }
     if out_of_range > 0 {
         check.violations.push(format!(
-            "{out_of_range} values outside ({before}, {}): answers from before the run or invented",
+            "{} outside ({before}, {}): answers from before the run or invented",
+            counted(out_of_range, "value", "values"),
             after.map_or("?".into(), |a| a.to_string())
         ));
     }
     if stale > 0 {
         check.violations.push(format!(
-            "{stale} stale answers: a write returned a value not above one acknowledged before it was sent"
+            "{}: a write returned a value not above one acknowledged before it was sent",
+            counted(stale, "stale answer", "stale answers")
         ));
     }
 
@@ -260,17 +265,29 @@ fn judge(
     }
     if !exclusive {
         check.notes.push(format!(
-            "{gaps} increments between the sentinels were not ours: other writers share this counter, so gaps are not judged"
+            "{} between the sentinels {} not ours: other writers share this counter, so gaps are not judged",
+            counted(gaps, "increment", "increments"),
+            was(gaps)
         ));
     } else if gaps <= uncertain {
         check.notes.push(format!(
-            "{gaps} increments were counted without a successful answer; {uncertain} requests failed with an unknown outcome, which explains them"
+            "{} {} counted without a successful answer; {} with an unknown outcome, which explains {}",
+            counted(gaps, "increment", "increments"),
+            was(gaps),
+            counted(uncertain, "request failed", "requests failed"),
+            if gaps == 1 { "it" } else { "them" }
         ));
     } else {
         check.violations.push(format!(
-            "{gaps} increments were counted but only {uncertain} requests failed with an unknown outcome: \
-             {} increments lost their answer (or another client wrote; pass --shared-counter if so)",
-            gaps - uncertain
+            "{} {} counted but only {} with an unknown outcome: \
+             {} (or another client wrote; pass --shared-counter if so)",
+            counted(gaps, "increment", "increments"),
+            was(gaps),
+            counted(uncertain, "request failed", "requests failed"),
+            match gaps - uncertain {
+                1 => "1 increment lost its answer".to_string(),
+                n => format!("{n} increments lost their answer"),
+            }
         ));
     }
     check
@@ -330,6 +347,22 @@ mod tests {
         assert!(shared.passed());
         assert_eq!(shared.outcome, WriteOutcome::OkGapsNotChecked);
         assert!(shared.notes[0].contains("other writers"));
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        let ledger = WriteLedger::new(0);
+        let one = check(vec![1, 2], &ledger, 0, Some(4), 1, true);
+        assert_eq!(
+            one.notes[0],
+            "1 increment was counted without a successful answer; 1 request failed with an unknown outcome, which explains it"
+        );
+        let lost = check(vec![1, 2], &ledger, 0, Some(5), 1, true);
+        assert_eq!(
+            lost.violations[0],
+            "2 increments were counted but only 1 request failed with an unknown outcome: \
+             1 increment lost its answer (or another client wrote; pass --shared-counter if so)"
+        );
     }
 
     #[test]

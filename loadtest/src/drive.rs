@@ -211,9 +211,10 @@ pub struct TimelinePoint {
     /// Successful answers in this interval, and per second.
     pub ok: u64,
     pub ok_per_s: f64,
-    /// Failed requests per second (errors and error statuses).
+    /// Failed requests per second (errors and error statuses; in the last interval also the
+    /// requests abandoned at a stop and those never sent).
     pub errors_per_s: f64,
-    /// Failed requests in this interval.
+    /// Failed requests in this interval (the last one includes abandoned and unsent ones).
     pub failed: u64,
     /// Requests sent and not yet answered at the end of the interval.
     pub in_flight: u64,
@@ -488,18 +489,26 @@ pub async fn run_until(
         }
     }
     let finished = Instant::now();
-    let last_tick = last;
-    let point = timeline_point(&shared, &mut last, finished, measure_from);
-    // A trailing part-second would plunge every line of the charts; its requests are in the
-    // totals all the same. A run shorter than a second keeps it, or it would chart nothing.
-    let span = finished.saturating_duration_since(last_tick);
-    let has_answers = point.read.is_some() || point.write.is_some();
-    if has_answers && (timeline.is_empty() || span >= WHOLE_SECOND) {
-        timeline.push(point);
-    }
     let unsent = pacer.map_or(0, |p| p.finish(&shared));
     let abandoned_writes = shared.in_flight[Op::Write.index()].load(Ordering::Acquire);
     let abandoned = shared.in_flight();
+    let last_tick = last;
+    let mut point = timeline_point(&shared, &mut last, finished, measure_from);
+    // Requests abandoned at a stop or never sent fail at the end: the chart shows them there
+    // (over at least a second, the unit of its rates), as the verdict counts them.
+    let span = finished.saturating_duration_since(last_tick);
+    let unfinished = abandoned + unsent;
+    if unfinished > 0 {
+        point.failed += unfinished;
+        point.errors_per_s = point.failed as f64 / span.as_secs_f64().max(1.0);
+    }
+    // A trailing part-second of answers would plunge every line of the charts; its requests
+    // are in the totals all the same. A run shorter than a second keeps it, or it would chart
+    // nothing; so does one whose end failed requests.
+    let has_answers = point.read.is_some() || point.write.is_some();
+    if (has_answers && (timeline.is_empty() || span >= WHOLE_SECOND)) || unfinished > 0 {
+        timeline.push(point);
+    }
 
     let after = if let Some(before) = before {
         let mut after = None;

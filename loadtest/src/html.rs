@@ -13,7 +13,7 @@ use plotters::prelude::*;
 
 use crate::correctness::WriteOutcome;
 use crate::drive::Mode;
-use crate::report::{value, OpReport, RunResult, Verdict};
+use crate::report::{counted, ms_text, trim_s, value, OpReport, RunResult, Verdict};
 
 /// Okabe–Ito: blue, orange, bluish green, vermillion, reddish purple, sky blue.
 const PALETTE: [(u8, u8, u8); 6] = [
@@ -49,22 +49,22 @@ const CSS: &str = r#"
 :root{color-scheme:light dark;--fg:#1b1b1b;--bg:#fff;--muted:#5b5b5b;--line:#d8d8d8;--head:#f3f3f3;--ok:#1a7f37;--bad:#c62828;--warn:#9a6700}
 @media (prefers-color-scheme:dark){:root{--fg:#e8e8e8;--bg:#15171a;--muted:#a3a3a3;--line:#3a3d42;--head:#23262b;--ok:#4ac26b;--bad:#ff7b72;--warn:#e3b341}}
 *{box-sizing:border-box}
-body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);max-width:72rem;margin:0 auto;padding:1rem}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);max-width:72rem;margin:0 auto;padding:1rem .75rem}
 h1{font-size:1.4rem;margin:.5rem 0;overflow-wrap:anywhere}h2{font-size:1.15rem;margin:2rem 0 .5rem}
-.verdict{font-size:1.1rem;padding:.6rem .8rem;border-left:.4rem solid;background:var(--head)}
+.verdict{overflow-wrap:anywhere;font-size:1.1rem;padding:.6rem .8rem;border-left:.4rem solid;background:var(--head)}
 .pass{color:var(--ok)}.fail{color:var(--bad)}.interrupted,.warn{color:var(--warn)}
-.verdict.pass{border-color:var(--ok)}.verdict.fail{border-color:var(--bad)}.verdict.interrupted{border-color:var(--warn)}
+.verdict.warn{font-size:1rem;border-color:var(--warn)}.verdict.pass{border-color:var(--ok)}.verdict.fail{border-color:var(--bad)}.verdict.interrupted{border-color:var(--warn)}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;white-space:nowrap;font-size:.92rem}
 th,td{padding:.3rem .55rem;border-bottom:1px solid var(--line);text-align:right}
 th{background:var(--head);font-weight:600}th:first-child,td:first-child{text-align:left}
-table.kv th,table.kv td{white-space:normal;text-align:left;vertical-align:top}table.kv th{min-width:7rem}
+table.kv{table-layout:fixed;width:100%}table.kv th,table.kv td{white-space:normal;overflow-wrap:anywhere;text-align:left;vertical-align:top}table.kv th{width:7.5rem}
 code{font-size:.9em;overflow-wrap:anywhere}
-figure{margin:1rem 0}.chart{overflow-x:auto}svg{width:100%;min-width:34rem;height:auto;color:var(--fg)}
+figure{margin:1rem 0;min-width:0}.chart{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%}.chart svg{display:block;width:100%;min-width:34rem;height:auto;color:var(--fg)}
 figcaption{color:var(--muted);font-size:.9rem}
 .legend{list-style:none;padding:0;margin:.3rem 0;display:flex;flex-wrap:wrap;gap:.2rem 1.4rem;font-size:.95rem}
 .legend i{display:inline-block;width:1.6em;height:.35em;vertical-align:middle;margin-right:.45em;border-radius:2px}
-.legend i.band{height:1em;opacity:.45}
+.legend i.band{height:1em;opacity:.45}.legend i.mark{width:3px;height:1em;background:var(--muted)}
 .note{color:var(--muted);font-size:.92rem}
 "#;
 
@@ -88,8 +88,15 @@ impl RunResult {
             page,
             "<h1>{}</h1><p class=\"verdict {class}\"><b>{}</b></p>",
             escape(&title),
-            escape(&self.verdict_line(false))
+            escape(&self.verdict_words(false, false))
         );
+        for w in &self.warnings {
+            let _ = write!(
+                page,
+                "<p class=\"verdict warn\"><b>warning:</b> {}</p>",
+                escape(w)
+            );
+        }
         self.run_table(&mut page);
         self.results_tables(&mut page);
         self.writes_table(&mut page);
@@ -117,13 +124,12 @@ impl RunResult {
             (
                 "time",
                 format!(
-                    "{:.1} s measured after {:.1} s warm-up{}",
-                    self.measured_s,
-                    plan.warmup.as_secs_f64(),
+                    "{}{}",
+                    self.window_text(),
                     if self.interrupted {
                         format!(
-                            " — <b class=interrupted>interrupted</b> by Ctrl-C; {} requests abandoned in flight",
-                            self.abandoned
+                            " — <b class=interrupted>interrupted</b> by Ctrl-C; {} abandoned in flight",
+                            counted(self.abandoned, "request", "requests")
                         )
                     } else {
                         String::new()
@@ -142,13 +148,13 @@ impl RunResult {
             rows.push((
                 "schedule",
                 format!(
-                    "{} late sends (&gt; {:.1} ms behind their intended time), {} never sent; send lag p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-                    o.late,
+                    "{} (&gt; {:.1} ms behind their intended time), {} never sent; send lag p50 {} ms, p99 {} ms, max {} ms",
+                    counted(o.late, "late send", "late sends"),
                     plan.late_after.as_secs_f64() * 1000.0,
                     o.unsent,
-                    o.lag_p50_ms,
-                    o.lag_p99_ms,
-                    o.lag_max_ms
+                    ms_text(o.lag_p50_ms),
+                    ms_text(o.lag_p99_ms),
+                    ms_text(o.lag_max_ms)
                 ),
             ));
         }
@@ -162,10 +168,11 @@ impl RunResult {
     fn results_tables(&self, page: &mut String) {
         let _ = write!(
             page,
-            "<h2>Results (measured window, {:.1} s after the warm-up)</h2><div class=scroll><table>\
+            "<h2>Results (measured window, {:.1} s{})</h2><div class=scroll><table>\
              <tr><th></th><th>requests</th><th>ok/s</th><th>failed</th><th>error rate</th><th>mean ms</th>\
              <th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>",
-            self.measured_s
+            self.measured_s,
+            self.after_warmup()
         );
         for (name, op) in [
             ("read", self.read.as_ref()),
@@ -209,7 +216,12 @@ impl RunResult {
                  <th>error rate</th><th>mean ms</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>",
             );
             for s in &self.stages {
-                let _ = write!(page, "<tr><td>{:.0}–{:.0} s</td>", s.from_s, s.to_s);
+                let _ = write!(
+                    page,
+                    "<tr><td>{}–{} s</td>",
+                    trim_s(s.from_s),
+                    trim_s(s.to_s)
+                );
                 op_row(
                     page,
                     &format!("{:.0} → {:.0}/s", s.rate_from, s.rate_to),
@@ -292,10 +304,12 @@ impl RunResult {
     fn charts(&self, page: &mut String) {
         let warmup = self.plan.warmup.as_secs_f64();
         let timeline = &self.timeline;
-        // A second with any failure is shaded: [t - 1, t] is the interval the point covers.
+        // A second with any failure is shaded, and so is one in which requests waited and
+        // nothing answered (a stall whose requests fail or are abandoned later): [t - 1, t] is
+        // the interval the point covers.
         let failing: Vec<Range<f64>> = timeline
             .iter()
-            .filter(|p| p.failed > 0)
+            .filter(|p| p.failed > 0 || (p.ok == 0 && p.in_flight > 0))
             .map(|p| (p.t_s - 1.0).max(0.0)..p.t_s)
             .collect();
         let mut bands = vec![];
@@ -306,7 +320,7 @@ impl RunResult {
                 label: "warm-up (not in the totals)",
             });
         }
-        let failure_label = "seconds with failures";
+        let failure_label = "seconds with failures or no answer";
         for range in &failing {
             bands.push(Band {
                 range: range.clone(),
@@ -347,34 +361,49 @@ impl RunResult {
             }
         }
         let max_t = timeline.iter().map(|p| p.t_s).fold(1.0f64, f64::max);
+        // With --stages: where one stage ends and the next begins.
+        let marks: Vec<f64> = self
+            .stages
+            .iter()
+            .map(|s| s.to_s)
+            .filter(|&t| t < max_t)
+            .collect();
         let max_rate = timeline
             .iter()
             .map(|p| p.ok_per_s.max(p.errors_per_s))
             .fold(0.0f64, f64::max);
 
         page.push_str("<h2>Answers and errors per second</h2><figure>");
-        page.push_str(&time_chart(
-            &throughput,
-            &bands,
-            max_t,
-            0.0..(max_rate * 1.1).max(1.0),
-            "per second",
-            false,
-        ));
-        legend(page, &throughput, &bands);
+        chart(
+            page,
+            time_chart(
+                &throughput,
+                &bands,
+                &marks,
+                max_t,
+                0.0..(max_rate * 1.1).max(1.0),
+                "per second",
+                false,
+            ),
+        );
+        legend(page, &throughput, &bands, !marks.is_empty());
         page.push_str("<figcaption>Successful answers and failed requests per second over the whole run. A failure period is shaded; an outage shows as answers falling and errors rising, whatever the latency of the errors.</figcaption></figure>");
 
         page.push_str("<h2>Latency over time</h2><figure>");
         let y = y_range(latency.iter().flat_map(|l| l.points.iter().map(|p| p.1)));
-        page.push_str(&time_chart(
-            &latency,
-            &bands,
-            max_t,
-            y,
-            "latency (ms, log)",
-            true,
-        ));
-        legend(page, &latency, &bands);
+        chart(
+            page,
+            time_chart(
+                &latency,
+                &bands,
+                &marks,
+                max_t,
+                y,
+                "latency (ms, log)",
+                true,
+            ),
+        );
+        legend(page, &latency, &bands, !marks.is_empty());
         let _ = write!(
             page,
             "<figcaption>p50 and p99 of each second's answers, failed ones included{}.</figcaption></figure>",
@@ -397,7 +426,7 @@ impl RunResult {
             .collect();
         page.push_str("<h2>Latency by percentile (measured window)</h2><figure>");
         chart(page, percentile_chart(&curves, false));
-        legend(page, &curves, &[]);
+        legend(page, &curves, &[], false);
         page.push_str("<figcaption>Log axes: the tail is what matters.</figcaption></figure>");
     }
 }
@@ -411,21 +440,18 @@ fn op_row(page: &mut String, name: &str, r: &OpReport) {
     let l = r.latency_ms;
     let _ = write!(
         page,
-        "<td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td{}>{:.4}%</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+        "<td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td{}>{:.4}%</td>",
         escape(name),
         r.requests,
         r.rate,
         r.failed,
         if r.failed > 0 { " class=fail" } else { "" },
         r.error_rate * 100.0,
-        l.mean,
-        l.p50,
-        l.p90,
-        l.p95,
-        l.p99,
-        l.p999,
-        l.max
     );
+    for v in [l.mean, l.p50, l.p90, l.p95, l.p99, l.p999, l.max] {
+        let _ = write!(page, "<td>{}</td>", ms_text(v));
+    }
+    page.push_str("</tr>");
 }
 
 struct Line {
@@ -442,7 +468,7 @@ struct Band {
     label: &'static str,
 }
 
-fn legend(page: &mut String, lines: &[Line], bands: &[Band]) {
+fn legend(page: &mut String, lines: &[Line], bands: &[Band], stage_marks: bool) {
     page.push_str("<ul class=legend>");
     for l in lines {
         let _ = write!(
@@ -464,6 +490,9 @@ fn legend(page: &mut String, lines: &[Line], bands: &[Band]) {
             );
         }
     }
+    if stage_marks {
+        page.push_str("<li><i class=mark></i>stage boundary</li>");
+    }
     page.push_str("</ul>");
 }
 
@@ -479,6 +508,7 @@ fn style_axes<'a, DB: DrawingBackend, X, Y>(
     x_fmt: &dyn Fn(&f64) -> String,
     y_fmt: &dyn Fn(&f64) -> String,
     x_labels: usize,
+    y_labels: usize,
 ) where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -486,6 +516,7 @@ fn style_axes<'a, DB: DrawingBackend, X, Y>(
     let _ = chart
         .configure_mesh()
         .x_labels(x_labels)
+        .y_labels(y_labels)
         .x_desc(x_desc)
         .y_desc(y_desc)
         .x_label_formatter(x_fmt)
@@ -501,12 +532,19 @@ fn draw_lines<'a, DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
     lines: &[Line],
     bands: &[Band],
+    marks: &[f64],
     y: Range<f64>,
 ) {
     for b in bands {
         let _ = chart.draw_series(std::iter::once(Rectangle::new(
             [(b.range.start, y.start), (b.range.end, y.end)],
             b.colour.mix(0.22).filled(),
+        )));
+    }
+    for &t in marks {
+        let _ = chart.draw_series(std::iter::once(PathElement::new(
+            vec![(t, y.start), (t, y.end)],
+            GREY.stroke_width(2),
         )));
     }
     for l in lines {
@@ -517,9 +555,32 @@ fn draw_lines<'a, DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
     }
 }
 
+/// A tick step of 1, 2 or 5 × 10^k, at least `min`, giving at most `max_labels` labels over
+/// `span`. Plotters steps by the same family, so asking it for `labels(span, step)` labels
+/// gets this step (or a coarser one), and `decimals(step)` tells every label apart.
+fn nice_step(span: f64, max_labels: usize, min: f64) -> f64 {
+    let raw = (span / (max_labels.max(2) - 1) as f64).max(min).max(1e-9);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&step| step >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn labels(span: f64, step: f64) -> usize {
+    (span / step + 1e-9).floor() as usize + 1
+}
+
+/// Decimals that tell ticks `step` apart: 1 → 0, 0.5 → 1, 0.05 → 2.
+fn decimals(step: f64) -> usize {
+    (-(step.log10() + 1e-9).floor()).max(0.0) as usize
+}
+
 fn time_chart(
     lines: &[Line],
     bands: &[Band],
+    marks: &[f64],
     max_t: f64,
     y: Range<f64>,
     y_desc: &str,
@@ -531,9 +592,14 @@ fn time_chart(
         let mut builder = ChartBuilder::on(&root);
         builder
             .margin(12)
+            .margin_right(24)
             .x_label_area_size(48)
             .y_label_area_size(78);
-        let seconds = |x: &f64| format!("{x:.0}");
+        // Whole seconds: the timeline has one point a second.
+        let x_step = nice_step(max_t, 10, 1.0);
+        let x_decimals = decimals(x_step);
+        let seconds = move |x: &f64| format!("{x:.x_decimals$}");
+        let x_labels = labels(max_t, x_step);
         if log {
             let Ok(mut chart) = builder.build_cartesian_2d(0.0..max_t, y.clone().log_scale())
             else {
@@ -545,22 +611,26 @@ fn time_chart(
                 y_desc,
                 &seconds,
                 &|v| trim(*v),
+                x_labels,
                 10,
             );
-            draw_lines(&mut chart, lines, bands, y);
+            draw_lines(&mut chart, lines, bands, marks, y);
         } else {
             let Ok(mut chart) = builder.build_cartesian_2d(0.0..max_t, y.clone()) else {
                 return fallback();
             };
+            let y_step = nice_step(y.end - y.start, 7, 0.0);
+            let y_decimals = decimals(y_step);
             style_axes(
                 &mut chart,
                 "seconds since start",
                 y_desc,
                 &seconds,
-                &|v| format!("{v:.0}"),
-                10,
+                &|v| format!("{v:.y_decimals$}"),
+                x_labels,
+                labels(y.end - y.start, y_step),
             );
-            draw_lines(&mut chart, lines, bands, y);
+            draw_lines(&mut chart, lines, bands, marks, y);
         }
         let _ = root.present();
     }
@@ -581,8 +651,10 @@ fn percentile_chart(curves: &[Line], legend_inside: bool) -> String {
             .fold(1.0f64, f64::max);
         let max_x = (last + 0.3).ceil().max(2.0);
         let y = y_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)));
+        // The right margin holds half of the last label ("99.999%") centred on the axis' end.
         let Ok(mut chart) = ChartBuilder::on(&root)
             .margin(12)
+            .margin_right(48)
             .x_label_area_size(48)
             .y_label_area_size(78)
             .build_cartesian_2d(0.0..max_x, y.clone().log_scale())
@@ -603,6 +675,7 @@ fn percentile_chart(curves: &[Line], legend_inside: bool) -> String {
             },
             &|v| trim(*v),
             max_x as usize + 1,
+            10,
         );
         for c in curves {
             let colour = rgb(c.hue);
@@ -679,6 +752,80 @@ mod tests {
         assert!((nines(90.0) - 1.0).abs() < 1e-9);
         assert!((nines(99.9) - 3.0).abs() < 1e-9);
         assert!(nines(100.0).is_finite());
+    }
+
+    /// `(x, anchor, text)` of every label in a plotters SVG.
+    fn texts(svg: &str) -> Vec<(f64, String, String)> {
+        svg.split("<text")
+            .skip(1)
+            .map(|t| {
+                let attr = |name: &str| {
+                    t.split(&format!(" {name}=\""))
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let body = t.split('>').nth(1).unwrap_or("");
+                let body = body.split("</text").next().unwrap_or("").trim().to_string();
+                (attr("x").parse().unwrap_or(0.0), attr("text-anchor"), body)
+            })
+            .collect()
+    }
+
+    fn numeric_labels(svg: &str, anchor: &str) -> Vec<String> {
+        texts(svg)
+            .into_iter()
+            .filter(|(_, a, t)| a == anchor && t.parse::<f64>().is_ok())
+            .map(|(_, _, t)| t)
+            .collect()
+    }
+
+    #[test]
+    fn tick_steps_are_nice_and_labels_distinct() {
+        assert_eq!(nice_step(3.0, 10, 1.0), 1.0);
+        assert_eq!(nice_step(1.1, 7, 0.0), 0.2);
+        assert_eq!(nice_step(0.011, 7, 0.0), 0.002);
+        assert_eq!(nice_step(65.0, 10, 1.0), 10.0);
+        assert_eq!((decimals(1.0), decimals(0.5), decimals(0.05)), (0, 1, 2));
+        let line = Line {
+            name: "ok".into(),
+            hue: OK_HUE,
+            points: vec![(1.0, 0.2), (2.0, 1.0), (3.0, 0.4)],
+        };
+        // A 3 s run with at most one answer a second: once "0 0 1 2 2 2" and "0 0 0 0 0 1 1 1".
+        let svg = time_chart(&[line], &[], &[], 3.0, 0.0..1.1, "per second", false);
+        assert_eq!(numeric_labels(&svg, "middle"), ["0", "1", "2", "3"]);
+        let y = numeric_labels(&svg, "end");
+        let mut distinct = y.clone();
+        distinct.dedup();
+        assert_eq!(y, distinct, "{y:?}");
+        assert!(y.len() >= 3 && y.contains(&"0.4".to_string()), "{y:?}");
+    }
+
+    #[test]
+    fn the_last_percentile_label_is_not_clipped() {
+        let curve = Line {
+            name: "read".into(),
+            hue: 0,
+            points: [50.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0]
+                .into_iter()
+                .map(|p| (nines(p), 1.0 + p / 10.0))
+                .collect(),
+        };
+        let svg = percentile_chart(&[curve], false);
+        let labels = texts(&svg);
+        assert!(labels.iter().any(|(_, _, t)| t == "99.999%"), "{labels:?}");
+        for (x, anchor, text) in labels {
+            // 17 px sans-serif: no glyph is wider than about 0.6 em.
+            let half = text.chars().count() as f64 * 17.0 * 0.6 / 2.0;
+            if anchor == "middle" {
+                assert!(
+                    x + half <= f64::from(CHART_SIZE.0),
+                    "{text:?} at {x} is clipped"
+                );
+            }
+        }
     }
 
     #[test]

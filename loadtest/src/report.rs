@@ -56,6 +56,9 @@ pub struct RunResult {
     pub passed: bool,
     /// Why the verdict is not a pass, in words (empty on a pass).
     pub failures: Vec<String>,
+    /// What the reader must know to read the numbers right, whatever the verdict: the load
+    /// generator fell behind its schedule, or the likely cause of a run of 404s.
+    pub warnings: Vec<String>,
     pub interrupted: bool,
     /// Requests still unanswered when the grace after Ctrl-C ran out (in no count below).
     pub abandoned: u64,
@@ -90,15 +93,42 @@ pub struct OpReport {
     pub percentiles: Vec<(f64, f64)>,
 }
 
+/// Milliseconds. When nothing was answered there is no latency: every field is NaN, written
+/// `null` in JSON and "no data" in the tables (NaN rather than `Option` keeps field access
+/// plain for the benchmark; `get` gives the typed view).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct LatencyReport {
+    #[serde(serialize_with = "no_data_as_null")]
     pub p50: f64,
+    #[serde(serialize_with = "no_data_as_null")]
     pub p90: f64,
+    #[serde(serialize_with = "no_data_as_null")]
     pub p95: f64,
+    #[serde(serialize_with = "no_data_as_null")]
     pub p99: f64,
+    #[serde(serialize_with = "no_data_as_null")]
     pub p999: f64,
+    #[serde(serialize_with = "no_data_as_null")]
     pub max: f64,
+    #[serde(serialize_with = "no_data_as_null")]
     pub mean: f64,
+}
+
+/// A latency, or `None` when there is no data.
+pub fn data(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+fn no_data_as_null<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    data(*v).serialize(s)
+}
+
+/// `12.345` (three decimals, the tables' unit is ms), or `no data`.
+pub fn ms_text(v: impl Into<Option<f64>>) -> String {
+    match v.into().and_then(data) {
+        Some(v) => format!("{v:.3}"),
+        None => "no data".into(),
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -122,9 +152,10 @@ pub struct SendReport {
     pub late: u64,
     /// Due during the run, never sent: no connection was free before the run ended.
     pub unsent: u64,
-    pub lag_p50_ms: f64,
-    pub lag_p99_ms: f64,
-    pub lag_max_ms: f64,
+    /// `None` when nothing was sent.
+    pub lag_p50_ms: Option<f64>,
+    pub lag_p99_ms: Option<f64>,
+    pub lag_max_ms: Option<f64>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -143,7 +174,7 @@ impl OpReport {
         }
         let quantile = |q| {
             if h.is_empty() {
-                0.0
+                f64::NAN
             } else {
                 ms(h.value_at_quantile(q))
             }
@@ -170,21 +201,26 @@ impl OpReport {
                 p95: quantile(0.95),
                 p99: quantile(0.99),
                 p999: quantile(0.999),
-                max: if h.is_empty() { 0.0 } else { ms(h.max()) },
-                mean: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+                max: if h.is_empty() { f64::NAN } else { ms(h.max()) },
+                mean: if h.is_empty() {
+                    f64::NAN
+                } else {
+                    h.mean() / 1000.0
+                },
             },
             percentiles: percentile_curve(h),
         }
     }
 
     pub fn measured(&self) -> Measured {
+        let l = self.latency_ms;
         Measured {
-            p50_ms: self.latency_ms.p50,
-            p90_ms: self.latency_ms.p90,
-            p95_ms: self.latency_ms.p95,
-            p99_ms: self.latency_ms.p99,
-            p999_ms: self.latency_ms.p999,
-            mean_ms: self.latency_ms.mean,
+            p50_ms: data(l.p50),
+            p90_ms: data(l.p90),
+            p95_ms: data(l.p95),
+            p99_ms: data(l.p99),
+            p999_ms: data(l.p999),
+            mean_ms: data(l.mean),
             rate: self.rate,
             error_rate: self.error_rate,
         }
@@ -252,13 +288,7 @@ impl RunResult {
             _ => Vec::new(),
         };
         let lag = &recorded.send_lag;
-        let lag_at = |q| {
-            if lag.is_empty() {
-                0.0
-            } else {
-                ms(lag.value_at_quantile(q))
-            }
-        };
+        let lag_at = |q| (!lag.is_empty()).then(|| ms(lag.value_at_quantile(q)));
         let open_loop = match &plan.mode {
             Mode::Closed => None,
             Mode::Open { .. } | Mode::Ramp { .. } => Some(SendReport {
@@ -271,7 +301,7 @@ impl RunResult {
                 unsent: outcome.unsent,
                 lag_p50_ms: lag_at(0.5),
                 lag_p99_ms: lag_at(0.99),
-                lag_max_ms: if lag.is_empty() { 0.0 } else { ms(lag.max()) },
+                lag_max_ms: (!lag.is_empty()).then(|| ms(lag.max())),
             }),
         };
         let default_targets = Targets::default();
@@ -282,15 +312,20 @@ impl RunResult {
         let mut failures: Vec<String> = checks
             .iter()
             .filter(|c| !c.passed)
-            .map(|c| {
-                format!(
+            .map(|c| match c.measured {
+                Some(m) => format!(
                     "{} {} is {} the {}limit {}",
                     c.name,
-                    value(c.measured, c.unit),
+                    value(m, c.unit),
                     if c.at_most { "above" } else { "below" },
                     if c.default { "default " } else { "" },
                     value(c.limit, c.unit)
-                )
+                ),
+                None => format!(
+                    "{} has no data (nothing was answered), so the limit {} is not met",
+                    c.name,
+                    value(c.limit, c.unit)
+                ),
             })
             .collect();
         if total.requests == 0 {
@@ -302,6 +337,29 @@ impl RunResult {
                 w.violations.len()
             ));
         }
+        let mut warnings = Vec::new();
+        if let Some(o) = &open_loop {
+            // Far behind (p99 ten times the late threshold) and often (over 5% of sends): a few
+            // late sends on a busy machine are noise, this is the client's own queue.
+            let late_ms = plan.late_after.as_secs_f64() * 1000.0;
+            let sent = (total.requests + outcome.abandoned).saturating_sub(o.unsent);
+            if o.lag_p99_ms.is_some_and(|lag| lag > 10.0 * late_ms) && o.late * 20 > sent {
+                warnings.push(format!(
+                    "the load generator fell behind its schedule ({}, send lag p99 {} ms): \
+                     latencies are measured from the intended send time, so they include this client's own lag; \
+                     a missed latency target is not the server's alone (more connections, a lower rate or a bigger machine tell them apart)",
+                    counted(o.late, "late send", "late sends"),
+                    ms_text(o.lag_p99_ms)
+                ));
+            }
+        }
+        let only_404 =
+            !total.status_codes.is_empty() && total.status_codes.keys().all(|s| s == "404");
+        if only_404 {
+            if let Some(cause) = crate::guardrails::api_path_warning(target) {
+                warnings.push(format!("every answer was 404: likely cause: {cause}"));
+            }
+        }
         let verdict = if outcome.interrupted {
             Verdict::Interrupted
         } else if failures.is_empty() {
@@ -311,7 +369,7 @@ impl RunResult {
         };
         Self {
             schema_version: SCHEMA_VERSION,
-            tool: concat!("loadtest ", env!("CARGO_PKG_VERSION")).into(),
+            tool: format!("loadtest {}", crate::cli::VERSION),
             command_line: String::new(),
             started_at: utc_timestamp(outcome.started_at),
             target: target.into(),
@@ -321,6 +379,7 @@ impl RunResult {
             verdict,
             passed: verdict == Verdict::Pass,
             failures,
+            warnings,
             interrupted: outcome.interrupted,
             abandoned: outcome.abandoned,
             read: per_op(Op::Read),
@@ -342,6 +401,11 @@ impl RunResult {
 
     /// The verdict line's words, e.g. `PASS (no targets file: …)`.
     pub fn verdict_line(&self, colour: bool) -> String {
+        self.verdict_words(colour, true)
+    }
+
+    /// The verdict's words; the report lists the warnings apart, under it.
+    pub fn verdict_words(&self, colour: bool, with_warnings: bool) -> String {
         let word = match self.verdict {
             Verdict::Pass => paint("PASS", GREEN, colour),
             Verdict::Fail => paint("FAIL", RED, colour),
@@ -350,6 +414,9 @@ impl RunResult {
         let mut why = self.failures.clone();
         if self.verdict == Verdict::Interrupted {
             why.insert(0, "stopped by Ctrl-C; the numbers are partial".into());
+        }
+        if with_warnings {
+            why.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
         }
         if self.targets_file.is_none() {
             why.push(format!(
@@ -370,28 +437,28 @@ impl RunResult {
         let plan = &self.plan;
         let _ = writeln!(
             out,
-            "{} → {}: {} scenario, {}, {} connections, {:.1} s measured after {:.1} s warm-up",
+            "{} → {}: {} scenario, {}, {}, {}",
             self.started_at,
             self.target,
             plan.scenario.name(),
             self.mode_text(),
-            plan.connections,
-            self.measured_s,
-            plan.warmup.as_secs_f64()
+            counted(plan.connections as u64, "connection", "connections"),
+            self.window_text()
         );
         if self.interrupted {
             let _ = writeln!(
                 out,
-                "{}: stopped by Ctrl-C after {:.1} s of load; partial results, {} requests abandoned in flight",
+                "{}: stopped by Ctrl-C after {:.1} s of load; partial results, {} abandoned in flight",
                 paint("INTERRUPTED", YELLOW, colour),
                 self.loaded_s,
-                self.abandoned
+                counted(self.abandoned, "request", "requests")
             );
         }
         let _ = writeln!(
             out,
-            "\nmeasured window ({:.1} s after the warm-up):",
-            self.measured_s
+            "\nmeasured window ({:.1} s{}):",
+            self.measured_s,
+            self.after_warmup()
         );
         let header = [
             "requests",
@@ -418,11 +485,18 @@ impl RunResult {
         ] {
             if let Some(r) = op {
                 let l = r.latency_ms;
-                let _ = writeln!(
+                let _ = write!(
                     out,
-                    "{name:<6} {:>9} {:>9.0} {:>9} {:>10.4}% {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-                    r.requests, r.rate, r.failed, r.error_rate * 100.0, l.mean, l.p50, l.p90, l.p95, l.p99, l.p999, l.max
+                    "{name:<6} {:>9} {:>9.0} {:>9} {:>10.4}%",
+                    r.requests,
+                    r.rate,
+                    r.failed,
+                    r.error_rate * 100.0
                 );
+                for v in [l.mean, l.p50, l.p90, l.p95, l.p99, l.p999, l.max] {
+                    let _ = write!(out, " {:>9}", ms_text(v));
+                }
+                out.push('\n');
             }
         }
         let _ = writeln!(out, "status codes: {}", status_text(&self.total));
@@ -437,13 +511,13 @@ impl RunResult {
         if let Some(o) = &self.open_loop {
             let _ = writeln!(
                 out,
-                "schedule: {} late sends (> {:.1} ms behind), {} unsent; send lag p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-                o.late,
+                "schedule: {} (> {:.1} ms behind), {} unsent; send lag p50 {} ms, p99 {} ms, max {} ms",
+                counted(o.late, "late send", "late sends"),
                 plan.late_after.as_secs_f64() * 1000.0,
                 o.unsent,
-                o.lag_p50_ms,
-                o.lag_p99_ms,
-                o.lag_max_ms
+                ms_text(o.lag_p50_ms),
+                ms_text(o.lag_p99_ms),
+                ms_text(o.lag_max_ms)
             );
         }
         if !self.stages.is_empty() {
@@ -454,13 +528,19 @@ impl RunResult {
             );
             for s in &self.stages {
                 let (r, l) = (&s.report, s.report.latency_ms);
-                let _ =
-                    writeln!(
+                let _ = writeln!(
                     out,
-                    "{:<15} {:>15} {:>9} {:>9.0} {:>9} {:>10.4}% {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-                    format!("{:.0}–{:.0} s", s.from_s, s.to_s),
+                    "{:<15} {:>15} {:>9} {:>9.0} {:>9} {:>10.4}% {:>9} {:>9} {:>9} {:>9}",
+                    format!("{}–{} s", trim_s(s.from_s), trim_s(s.to_s)),
                     format!("{:.0}→{:.0}/s", s.rate_from, s.rate_to),
-                    r.requests, r.rate, r.failed, r.error_rate * 100.0, l.p50, l.p95, l.p99, l.max
+                    r.requests,
+                    r.rate,
+                    r.failed,
+                    r.error_rate * 100.0,
+                    ms_text(l.p50),
+                    ms_text(l.p95),
+                    ms_text(l.p99),
+                    ms_text(l.max)
                 );
             }
         }
@@ -478,17 +558,17 @@ impl RunResult {
             let measured_ok = self.write.as_ref().map_or(0, |r| r.ok);
             let _ = writeln!(
                 out,
-                "  sentinels {} → {}; counter moved by {}; {} successful writes ({} in the measured window above, {} in the warm-up or after a stop), {} with unknown outcome; \
-                 {} duplicates, {} gaps, {} out of range, {} stale",
+                "  sentinels {} → {}; counter moved by {}; {} ({} in the measured window above, {} in the warm-up or after a stop), {} with unknown outcome; \
+                 {}, {}, {} out of range, {} stale",
                 w.before,
                 w.after.map_or("?".into(), |a| a.to_string()),
                 w.counter_delta.map_or("?".into(), |d| d.to_string()),
-                w.successes,
+                counted(w.successes, "successful write", "successful writes"),
                 measured_ok,
                 w.successes.saturating_sub(measured_ok),
                 w.uncertain,
-                w.duplicates,
-                w.gaps,
+                counted(w.duplicates, "duplicate", "duplicates"),
+                counted(w.gaps, "gap", "gaps"),
                 w.out_of_range,
                 w.stale
             );
@@ -533,6 +613,29 @@ impl RunResult {
         out
     }
 
+    /// `7 s measured after a 2 s warm-up`, or `7 s measured, no warm-up` (a ramp has none).
+    pub fn window_text(&self) -> String {
+        let warmup = self.plan.warmup.as_secs_f64();
+        if warmup > 0.0 {
+            format!(
+                "{} s measured after a {} s warm-up",
+                trim_s(self.measured_s),
+                trim_s(warmup)
+            )
+        } else {
+            format!("{} s measured, no warm-up", trim_s(self.measured_s))
+        }
+    }
+
+    /// ` after the warm-up`, or `, no warm-up` when there was none (a ramp).
+    pub fn after_warmup(&self) -> &'static str {
+        if self.plan.warmup.is_zero() {
+            ", no warm-up"
+        } else {
+            " after the warm-up"
+        }
+    }
+
     pub fn mode_text(&self) -> String {
         match &self.plan.mode {
             Mode::Open { rate } => format!("open loop at {rate:.0}/s"),
@@ -542,7 +645,7 @@ impl RunResult {
                 stages.len(),
                 stages
                     .iter()
-                    .map(|s| format!("{:.0}s:{:.0}", s.duration.as_secs_f64(), s.target))
+                    .map(|s| format!("{}s:{:.0}", trim_s(s.duration.as_secs_f64()), s.target))
                     .collect::<Vec<_>>()
                     .join(",")
             ),
@@ -562,7 +665,30 @@ pub fn status_text(r: &OpReport) -> String {
         .join(", ")
 }
 
-pub fn value(v: f64, unit: &str) -> String {
+/// Seconds as short as they can be said: `7`, `0.5`.
+pub fn trim_s(v: f64) -> String {
+    let s = format!("{v:.1}");
+    s.trim_end_matches(".0").to_string()
+}
+
+/// `1 increment`, `2 increments`: a count with its noun in the right number.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `was` or `were`, to agree with `n`.
+pub fn was(n: u64) -> &'static str {
+    if n == 1 {
+        "was"
+    } else {
+        "were"
+    }
+}
+
+pub fn value(v: impl Into<Option<f64>>, unit: &str) -> String {
+    let Some(v) = v.into().and_then(data) else {
+        return "no data".into();
+    };
     match unit {
         "ms" => format!("{v:.3} ms"),
         "/s" => format!("{v:.0}/s"),

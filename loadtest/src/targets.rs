@@ -45,15 +45,15 @@ pub struct Targets {
     pub max_error_rate: Option<f64>,
 }
 
-/// What a run measured, in the units targets use.
+/// What a run measured, in the units targets use; a latency is `None` when nothing answered.
 #[derive(Clone, Copy, Debug)]
 pub struct Measured {
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub mean_ms: f64,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub mean_ms: Option<f64>,
     pub rate: f64,
     pub error_rate: f64,
 }
@@ -63,7 +63,8 @@ pub struct Measured {
 pub struct TargetCheck {
     pub name: &'static str,
     pub limit: f64,
-    pub measured: f64,
+    /// `None` (JSON `null`): no data (nothing answered), and the target is missed.
+    pub measured: Option<f64>,
     pub unit: &'static str,
     /// `true` when the measured value must be at most the limit, `false` for at least.
     pub at_most: bool,
@@ -140,7 +141,7 @@ impl Targets {
 
     pub fn evaluate(&self, m: &Measured) -> Vec<TargetCheck> {
         let mut checks = Vec::new();
-        let mut at_most = |name, limit: Option<f64>, measured: f64, unit| {
+        let mut at_most = |name, limit: Option<f64>, measured: Option<f64>, unit| {
             if let Some(limit) = limit {
                 checks.push(TargetCheck {
                     name,
@@ -148,7 +149,7 @@ impl Targets {
                     measured,
                     unit,
                     at_most: true,
-                    passed: measured <= limit,
+                    passed: measured.is_some_and(|m| m <= limit),
                     default: false,
                 });
             }
@@ -163,7 +164,7 @@ impl Targets {
         checks.push(TargetCheck {
             name: "error rate",
             limit,
-            measured: m.error_rate,
+            measured: Some(m.error_rate),
             unit: "",
             at_most: true,
             passed: m.error_rate <= limit,
@@ -173,7 +174,7 @@ impl Targets {
             checks.push(TargetCheck {
                 name: "achieved rate",
                 limit,
-                measured: m.rate,
+                measured: Some(m.rate),
                 unit: "/s",
                 at_most: false,
                 passed: m.rate >= limit,
@@ -189,12 +190,12 @@ mod tests {
     use super::*;
 
     const MEASURED: Measured = Measured {
-        p50_ms: 0.4,
-        p90_ms: 0.9,
-        p95_ms: 1.2,
-        p99_ms: 2.5,
-        p999_ms: 9.0,
-        mean_ms: 0.5,
+        p50_ms: Some(0.4),
+        p90_ms: Some(0.9),
+        p95_ms: Some(1.2),
+        p99_ms: Some(2.5),
+        p999_ms: Some(9.0),
+        mean_ms: Some(0.5),
         rate: 950.0,
         error_rate: 0.0,
     };
@@ -225,6 +226,19 @@ mod tests {
         };
         let rate = file.for_scenario("read").unwrap().evaluate(&slow);
         assert!(!rate.last().unwrap().passed);
+        // Nothing answered: no latency at all, and a latency target cannot be met.
+        let silent = Measured {
+            p50_ms: None,
+            p95_ms: None,
+            p99_ms: None,
+            mean_ms: None,
+            ..MEASURED
+        };
+        let checks = file.for_scenario("read").unwrap().evaluate(&silent);
+        assert!(checks
+            .iter()
+            .filter(|c| c.unit == "ms")
+            .all(|c| !c.passed && c.measured.is_none()));
     }
 
     #[test]

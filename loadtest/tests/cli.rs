@@ -288,8 +288,27 @@ async fn compare_fails_when_b_regresses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_names_the_git_revision() {
+    let out = output(&["--version"]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    // `loadtest 0.1.0 (revision 1a2b…)`: the commit it was built from, like the origin's.
+    let revision = stdout
+        .trim()
+        .strip_prefix(concat!(
+            "loadtest ",
+            env!("CARGO_PKG_VERSION"),
+            " (revision "
+        ))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no revision in {stdout:?}"));
+    assert!(!revision.is_empty(), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guardrails_explain_a_wrong_url_and_a_closed_port() {
     let url = not_found_server().await;
+    let dir = scratch("doubled");
     let doubled = output(&[
         "run",
         &format!("{url}/api/counter"),
@@ -300,11 +319,25 @@ async fn guardrails_explain_a_wrong_url_and_a_closed_port() {
         "-w",
         "0s",
         "-q",
+        "-o",
+        dir.to_str().unwrap(),
     ])
     .await;
-    let stderr = text(&doubled.stderr);
+    let (stdout, stderr) = (text(&doubled.stdout), text(&doubled.stderr));
     assert!(stderr.contains("already ends in /api/counter"), "{stderr}");
     assert_eq!(doubled.status.code(), Some(1));
+    // Every answer a 404: the verdict at the end, far below the start-up warning, and the
+    // report repeat the likely cause.
+    let verdict = stdout.lines().find(|l| l.starts_with("result:")).unwrap();
+    assert!(
+        verdict.contains(
+            "every answer was 404: likely cause: the base URL already ends in /api/counter"
+        ),
+        "{verdict}"
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("likely cause: the base URL already ends in /api/counter"));
+    let _ = std::fs::remove_dir_all(dir);
 
     let closed = testkit::free_addr().unwrap();
     let refused = output(&[

@@ -169,6 +169,14 @@ async fn open_loop_charges_a_stall_to_every_request_queued_behind_it() {
         result.summary(false)
     );
     assert_eq!(result.total.failed, 0);
+    // Sends fell far behind the schedule: the verdict says latency includes the client's lag.
+    let verdict = result.verdict_line(false);
+    assert!(
+        verdict.contains("warning: the load generator fell behind its schedule")
+            && verdict.contains("include this client's own lag"),
+        "{verdict}"
+    );
+    assert!(result.html().contains("fell behind its schedule"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,6 +355,30 @@ async fn a_stop_ends_the_run_early_with_a_partial_result() {
     assert_eq!(result.verdict, Verdict::Interrupted);
     assert!(result.summary(false).contains("INTERRUPTED"));
     assert!(result.measured_s < 10.0);
+
+    // The chart over time shows what the verdict counts: every abandoned and unsent request
+    // is an error at the stop, and that second is shaded.
+    let unsent = result.open_loop.unwrap().unsent;
+    let charted: u64 = result.timeline.iter().map(|p| p.failed).sum();
+    assert_eq!(charted, result.abandoned + unsent, "{:?}", result.timeline);
+    assert!(result.timeline.last().unwrap().errors_per_s > 0.0);
+    let html = result.html();
+    assert!(html.contains("seconds with failures or no answer"));
+
+    // Nothing answered: no latency, said as such (not 0.000 ms) in every form.
+    let latency = serde_json::to_value(result.total.latency_ms).unwrap();
+    for key in ["mean", "p50", "p90", "p95", "p99", "p999", "max"] {
+        assert!(latency[key].is_null(), "{key}: {latency}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&result.json()).unwrap();
+    assert!(json["total"]["latency_ms"]["p99"].is_null());
+    let summary = result.summary(false);
+    let all = summary.lines().find(|l| l.starts_with("all ")).unwrap();
+    assert!(
+        all.contains("no data") && !all.split_whitespace().any(|w| w == "0.000"),
+        "{all}"
+    );
+    assert!(html.contains("<td>no data</td>") && !html.contains("<td>0.000</td>"));
 }
 
 // Defect 4: the table counted measured writes, the correctness line the whole run, unlabelled.
@@ -467,4 +499,14 @@ async fn stages_ramp_the_rate_and_are_reported_apart() {
         result.total.requests
     );
     assert!(result.summary(false).contains("stages (a request counts"));
+    // A ramp has no warm-up: said so, not "after 0.0 s warm-up"; its stages are marked.
+    let summary = result.summary(false);
+    assert!(summary.contains(" s measured, no warm-up"), "{summary}");
+    assert!(!summary.contains("0.0 s warm-up"), "{summary}");
+    assert!(summary.contains(" s, no warm-up):"), "{summary}");
+    assert!(
+        summary.contains("open loop in 2 stages (0.5s:200,0.5s:200)"),
+        "{summary}"
+    );
+    assert!(result.html().contains("stage boundary"));
 }

@@ -1,6 +1,6 @@
 // Binds the counter page's document to CounterClient (counter.js holds the behaviour, view.js the
 // words). Loaded as a module from /assets/ (no inline script: the page runs under a strict CSP).
-import { CounterClient, newIdempotencyKey } from './counter.f96702eb7688a187.js';
+import { CounterClient, newIdempotencyKey } from './counter.14ee986b44e1adb9.js';
 import { viewOf } from './view.4205bcd3f7d12da6.js';
 
 const label = document.getElementById('value-label');

@@ -10,15 +10,21 @@
 //   - a click shows the value its own POST produced, and a click is counted at most once: its
 //     retries (automatic, or the person's "Send it again") reuse one Idempotency-Key until it
 //     succeeds;
-//   - refreshes are gentle: every 5–10 s with jitter, none while the tab is hidden, backing off
-//     exponentially (honouring Retry-After) while the API fails;
+//   - refreshes are gentle: every 5–10 s with jitter, none while the tab is hidden; while the
+//     API fails they back off only to READ_BACKOFF_MAX_MS (honouring a longer Retry-After), so the
+//     error clears within a few seconds of the API answering again;
 //   - a busy counter is not read out on every refresh: changes that refreshes bring are announced
-//     at most every ANNOUNCE_INTERVAL_MS.
+//     at most every ANNOUNCE_INTERVAL_MS, and an announced count never lags the person's own
+//     confirmed click.
 
 export const API_PATH = '/api/counter';
 export const REFRESH_MIN_MS = 5_000;
 export const REFRESH_JITTER_MS = 5_000;
-export const READ_BACKOFF_MAX_MS = 60_000;
+// Reads are answered by the edge cache (stale-if-error included), so a failing read costs the
+// origin nothing and a short ceiling costs little; a long one kept the error on screen for up to
+// a minute after the API was back.
+export const READ_BACKOFF_BASE_MS = 1_000;
+export const READ_BACKOFF_MAX_MS = 5_000;
 export const REQUEST_TIMEOUT_MS = 10_000;
 // Automatic tries of one click before the error state; the waits between them grow from ~1 s.
 export const WRITE_ATTEMPTS = 3;
@@ -58,10 +64,10 @@ export function refreshDelay(random) {
   return REFRESH_MIN_MS + Math.floor(random() * REFRESH_JITTER_MS);
 }
 
-// Next refresh after `failures` consecutive failed reads: 10 s, 20 s, 40 s, then 60 s, each
-// between half and all of that (jitter spreads the reconnect of many tabs after an outage).
+// Next refresh after `failures` consecutive failed reads: 2 s, 4 s, then 5 s, each between half
+// and all of that (jitter spreads the reconnect of many tabs after an outage).
 export function readBackoffDelay(failures, random) {
-  const ceiling = Math.min(READ_BACKOFF_MAX_MS, REFRESH_MIN_MS * 2 ** failures);
+  const ceiling = Math.min(READ_BACKOFF_MAX_MS, READ_BACKOFF_BASE_MS * 2 ** failures);
   return Math.ceil(ceiling / 2 + random() * (ceiling / 2));
 }
 
@@ -223,9 +229,17 @@ export class CounterClient {
         this.#pendingKey = null;
         this.#heard = result.value;
         this.#heardAt = this.#deps.now();
-        this.#update({ ...this.#raise(result.value), stale: false, phase: 'confirmed', mine: result.value });
+        // The message says the click's count; an older count left in the announcer would
+        // contradict it, and repeating the new one would say it twice: the announcer empties.
+        this.#update({
+          ...this.#raise(result.value),
+          stale: false,
+          phase: 'confirmed',
+          mine: result.value,
+          announced: null,
+        });
         if (this.#readFailures > 0) {
-          // The API answers again: leave read backoff now rather than after up to a minute.
+          // The API answers again: leave read backoff now rather than at its next read.
           this.#readFailures = 0;
           if (this.#refreshTimer !== null) this.#scheduleRefresh(refreshDelay(this.#deps.random));
         }
