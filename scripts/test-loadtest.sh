@@ -38,6 +38,7 @@ cat >"$out/phone.html" <<'HTML'
 HTML
 phone() {
   local scheme=$1; shift
+  # shellcheck disable=SC2054 # the comma is --window-size's own (500,2600), not a separator
   local flags=(--headless --no-sandbox --disable-gpu --disable-background-networking
     --disable-component-update --disable-sync --hide-scrollbars --allow-file-access-from-files
     --virtual-time-budget=10000 --window-size=500,2600 --user-data-dir="$(mktemp -d)")
