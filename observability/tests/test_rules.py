@@ -165,3 +165,22 @@ def test_every_alert_reads_the_production_namespace_only(rule_groups):
         assert metrics, f"{alert['alert']}: no series found in its expression"
         for name, sel in metrics:
             assert 'namespace="counter"' in sel, f"{alert['alert']}: {name}{sel} is not pinned to namespace=\"counter\""
+
+
+def test_every_cloudwatch_alarm_links_its_runbook_section():
+    """The alarms outside the cluster (terraform/app) page too; each description carries the absolute link to
+    a runbook heading that exists, in the same repository as the PrometheusRule's runbook_url."""
+    anchors = {github_anchor(line.lstrip("#")) for line in queries.RUNBOOKS.read_text().splitlines()
+               if line.startswith("#")}
+    alarms = {}
+    for tf in sorted((queries.ROOT / "terraform/app").glob("*.tf")):
+        for name, body in re.findall(r'resource "aws_cloudwatch_metric_alarm" "(\w+)" \{(.*?)\n\}', tf.read_text(),
+                                     re.DOTALL):
+            alarms[name] = re.search(r'alarm_description\s*=\s*"((?:[^"\\]|\\.)*)"', body)
+    assert alarms, "no aws_cloudwatch_metric_alarm found in terraform/app"
+    for name, description in alarms.items():
+        assert description, f"alarm {name}: no alarm_description"
+        links = re.findall(rf"{re.escape(RUNBOOKS_URL)}#([\w-]+)", description.group(1))
+        assert links, f"alarm {name}: its description has no {RUNBOOKS_URL}#… link"
+        assert all(anchor in anchors for anchor in links), f"alarm {name}: no runbook heading for {links}"
+        assert len(description.group(1)) <= 1024, f"alarm {name}: CloudWatch limits descriptions to 1024 characters"
