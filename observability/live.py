@@ -214,21 +214,18 @@ class Prometheus:
 class KubernetesExporters:
     """What kube-state-metrics and the kubelet's cAdvisor publish about one origin pod, served over HTTP on a free
     loopback port for Prometheus to scrape (with honor_labels, as their ServiceMonitors keep the pod's labels).
-    Counters advance with time so rates exist; the Deployment's generation steps once after `rollout_after`
-    scrapes, as a rollout does, so the dashboard's deployment annotation has something to mark."""
+    Counters advance with time so rates exist. (The dashboard's deployment annotation reads the origin's own
+    counter_build_info, not kube-state-metrics.)"""
 
-    def __init__(self, namespace: str, pod: str | list[str], rollout_after: int = 3):
+    def __init__(self, namespace: str, pod: str | list[str]):
         import http.server
 
         started = time.monotonic()
-        scrapes = collections.Counter()
         pods = [pod] if isinstance(pod, str) else pod
         hpa = f'namespace="{namespace}",horizontalpodautoscaler="counter-origin"'
 
         def exposition() -> str:
             elapsed = time.monotonic() - started
-            scrapes["served"] += 1
-            generation = 1 if scrapes["served"] <= rollout_after else 2
             per_pod = []
             for labels in (f'namespace="{namespace}",pod="{name}",container="origin"' for name in pods):
                 per_pod += [
@@ -244,7 +241,6 @@ class KubernetesExporters:
                 ]
             return "\n".join(per_pod + [
                 f'kube_deployment_spec_replicas{{namespace="{namespace}",deployment="counter-origin"}} {len(pods)}',
-                f'kube_deployment_metadata_generation{{namespace="{namespace}",deployment="counter-origin"}} {generation}',
                 f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}} {len(pods)}",
                 f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}} {len(pods)}",
                 f"kube_horizontalpodautoscaler_spec_min_replicas{{{hpa}}} 2",

@@ -57,7 +57,6 @@ EXTERNAL_METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     "kube_pod_container_resource_limits": ("gauge", {**POD_CONTAINER, "resource": {"cpu", "memory"}, "unit": None}),
     "kube_pod_container_status_restarts_total": ("counter", POD_CONTAINER),
     "kube_deployment_spec_replicas": ("gauge", {"deployment": {"counter-origin"}}),
-    "kube_deployment_metadata_generation": ("gauge", {"deployment": {"counter-origin"}}),
     **{f"kube_horizontalpodautoscaler_{name}": ("gauge", {"horizontalpodautoscaler": {"counter-origin"}})
        for name in ("status_current_replicas", "status_desired_replicas", "spec_min_replicas", "spec_max_replicas")},
 }

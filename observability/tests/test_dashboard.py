@@ -334,5 +334,84 @@ def test_links_lead_to_runbooks_traces_logs_and_deployments(dashboard):
     assert titles.keys() >= {"Runbooks", "X-Ray traces", "Logs Insights", "Argo CD"}, titles
     assert all(url.startswith("https://") for url in titles.values()), titles
     assert titles["Runbooks"].endswith("/observability/runbooks.md")
-    deployments = [a for a in dashboard["annotations"]["list"] if a["name"] == "Deployments"]
-    assert deployments and "kube_deployment_metadata_generation" in deployments[0]["target"]["expr"]
+    assert [a for a in dashboard["annotations"]["list"] if a["name"] == "Deployments"]
+
+
+def test_trace_and_log_links_open_the_clusters_region_and_log_group(dashboard):
+    """The console opens in the user's last region otherwise, and Logs Insights with no log group selected."""
+    vars_ = variables(dashboard)
+    region = re.search(r'variable "aws_region" \{[^}]*default\s*=\s*"([^"]+)"',
+                       (queries.ROOT / "terraform/infra/variables.tf").read_text()).group(1)
+    cluster = re.search(r'variable "cluster_name" \{[^}]*default\s*=\s*"([^"]+)"',
+                        (queries.ROOT / "terraform/infra/variables.tf").read_text()).group(1)
+    assert vars_["region"]["current"]["value"] == region, "the region variable defaults to the cluster's region"
+    assert vars_["cluster"]["current"]["value"] == cluster, "the cluster variable defaults to terraform's cluster_name"
+    titles = {link["title"]: link["url"] for link in dashboard["links"]}
+    for title in ("X-Ray traces", "Logs Insights"):
+        assert titles[title].startswith("https://${region}.console.aws.amazon.com/"), title
+        assert "?region=${region}#" in titles[title], title
+    # The console's URL encoding of the log group name ("*2f" is "/").
+    log_group = "/aws/containerinsights/${cluster}/application"
+    assert "*2f".join(log_group.split("/")) in titles["Logs Insights"], f"Logs Insights does not open {log_group}"
+    assert re.search(r'"/aws/containerinsights/\$\{[^}]+\}/\$\{each.key\}"',
+                     (queries.ROOT / "terraform/infra/eks.tf").read_text()), "the log group terraform creates moved"
+
+
+def test_namespace_defaults_to_production(dashboard):
+    """With nothing selected every panel, and the Firing alerts stat, would read nothing."""
+    assert variables(dashboard)["namespace"]["current"]["value"] == "counter"
+
+
+def test_top_row_stats_read_the_last_minute(dashboard):
+    """A 5-minute window stays green for up to 5 minutes after traffic stops; the top row says what is true now."""
+    top = [p for p in dashboard["panels"] if p["gridPos"]["y"] < dashboard["panels"][1]["gridPos"]["y"] + 4
+           and p["type"] == "stat" and "$__range" not in str(p["targets"])]
+    for panel in top:
+        for expr in exprs_of(panel):
+            windows = set(re.findall(r"\[([^\]]+)\]", expr))
+            assert windows <= {"1m"}, f'{panel["title"]}: windows {windows}'
+
+
+def test_deployment_annotation_marks_a_new_revision_not_a_scale_out(promtool, tmp_path, dashboard):
+    """The HPA changing spec.replicas bumps the Deployment's generation too; only a new revision serving is a
+    deploy. At 10m the HPA adds pod b (same revision); at 20m pod c serves revision r2."""
+    (annotation,) = [a for a in dashboard["annotations"]["list"] if a["name"] == "Deployments"]
+    expr = queries.substitute(annotation["target"]["expr"])
+    build = 'counter_build_info{namespace="counter",pod="%s",version="1.0.%s",revision="%s"}'
+    series = [
+        {"series": build % ("a", 0, "r1"), "values": "1x40"},
+        {"series": build % ("b", 0, "r1"), "values": "_x10 1x30"},
+        {"series": build % ("c", 1, "r2"), "values": "_x20 1x20"},
+        {"series": 'kube_deployment_metadata_generation{namespace="counter",deployment="counter-origin"}',
+         "values": "1x10 2x10 3x20"},
+    ]
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": [
+            {"expr": expr, "eval_time": "9m", "exp_samples": []},
+            {"expr": expr, "eval_time": "11m", "exp_samples": []},
+            {"expr": expr, "eval_time": "21m", "exp_samples": [
+                {"labels": '{version="1.0.1",revision="r2"}', "value": 1}]},
+            {"expr": expr, "eval_time": "30m", "exp_samples": []},
+        ]}]}))
+    result = subprocess.run([promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_panel_a_runbook_names_exists(dashboard):
+    """Runbooks name panels in italics; each must be a panel title (or its part before " — " or ":"), the
+    Deployments annotation or a dashboard link, so a renamed panel cannot leave on-call looking for something that is not there."""
+    names = {a["name"] for a in dashboard["annotations"]["list"]} | {link["title"] for link in dashboard["links"]}
+    for panel in queries.dashboard_panels(dashboard):
+        title = panel["title"]
+        names |= {title, re.split(r" — |:", title)[0]}
+    for doc in (queries.RUNBOOKS, queries.ROOT / "observability/README.md"):
+        text = doc.read_text()
+        if doc != queries.RUNBOOKS:
+            text = text.split("<!-- panels -->", 1)[-1] if "<!-- panels -->" in text else ""
+        quoted = {" ".join(q.split()) for q in re.findall(r"(?<![*\w])\*(?![*\s])([^*]+?)(?<!\s)\*(?![*\w])", text)}
+        assert quoted or doc != queries.RUNBOOKS, "the runbooks name no panel"
+        missing = sorted(set(quoted) - names)
+        assert not missing, f"{doc.name} names panels the dashboard does not have: {missing}"

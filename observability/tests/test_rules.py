@@ -91,7 +91,7 @@ def test_burn_rate_alerts_follow_the_workbook(rule_groups):
         assert len(slo_alerts) == len(TIERS), f"{slo}: expected one alert per burn-rate tier"
         seen = set()
         for alert in slo_alerts:
-            conditions = re.findall(rf"{re.escape(metric)}:ratio_rate(\w+) > \(?([0-9.]+)(?: \* ([0-9.]+))?\)?",
+            conditions = re.findall(rf"{re.escape(metric)}:ratio_rate(\w+)(?:\{{namespace=\"counter\"\}})? > \(?([0-9.]+)(?: \* ([0-9.]+))?\)?",
                                     alert["expr"])
             two_windows = len(conditions) == 2 and re.search(r"\sand\s", alert["expr"])
             assert two_windows, f"{alert['alert']}: not a two-window condition"
@@ -151,5 +151,36 @@ def test_pages_need_a_minimum_of_failed_requests(rule_groups):
             continue
         metric = SLOS[alert["labels"]["slo"]][0]
         long_window = re.search(rf"{re.escape(metric)}:ratio_rate(\w+)", alert["expr"]).group(1)
-        assert re.search(rf"\sand\s+{re.escape(metric)}:increase{long_window} >= 5\s*$", alert["expr"]), \
+        assert re.search(rf"\sand\s+{re.escape(metric)}:increase{long_window}(?:\{{namespace=\"counter\"\}})? >= 5\s*$", alert["expr"]), \
             f"{alert['alert']}: no minimum of failed requests over {long_window}"
+
+
+def test_every_alert_reads_the_production_namespace_only(rule_groups):
+    """An origin in another namespace (a test deployment) must neither page nor hide production's state: every
+    series an alert selects is pinned to namespace="counter"."""
+    for alert in queries.alerts(rule_groups):
+        selectors = re.findall(r"([a-zA-Z_:][\w:]*)(\{[^}]*\})?(?=\s*(?:\[|\)|>|<|=|\s|$))", alert["expr"])
+        metrics = [(name, sel) for name, sel in selectors
+                   if name.startswith(("namespace:", "counter_", "kube_", "http_"))]
+        assert metrics, f"{alert['alert']}: no series found in its expression"
+        for name, sel in metrics:
+            assert 'namespace="counter"' in sel, f"{alert['alert']}: {name}{sel} is not pinned to namespace=\"counter\""
+
+
+def test_every_cloudwatch_alarm_links_its_runbook_section():
+    """The alarms outside the cluster (terraform/app) page too; each description carries the absolute link to
+    a runbook heading that exists, in the same repository as the PrometheusRule's runbook_url."""
+    anchors = {github_anchor(line.lstrip("#")) for line in queries.RUNBOOKS.read_text().splitlines()
+               if line.startswith("#")}
+    alarms = {}
+    for tf in sorted((queries.ROOT / "terraform/app").glob("*.tf")):
+        for name, body in re.findall(r'resource "aws_cloudwatch_metric_alarm" "(\w+)" \{(.*?)\n\}', tf.read_text(),
+                                     re.DOTALL):
+            alarms[name] = re.search(r'alarm_description\s*=\s*"((?:[^"\\]|\\.)*)"', body)
+    assert alarms, "no aws_cloudwatch_metric_alarm found in terraform/app"
+    for name, description in alarms.items():
+        assert description, f"alarm {name}: no alarm_description"
+        links = re.findall(rf"{re.escape(RUNBOOKS_URL)}#([\w-]+)", description.group(1))
+        assert links, f"alarm {name}: its description has no {RUNBOOKS_URL}#… link"
+        assert all(anchor in anchors for anchor in links), f"alarm {name}: no runbook heading for {links}"
+        assert len(description.group(1)) <= 1024, f"alarm {name}: CloudWatch limits descriptions to 1024 characters"

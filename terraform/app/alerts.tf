@@ -78,7 +78,7 @@ resource "aws_cloudwatch_metric_alarm" "heartbeat" {
   provider = aws.us_east_1
 
   alarm_name          = "${local.name}-alertmanager-heartbeat-missing"
-  alarm_description   = "No Watchdog heartbeat from Alertmanager for 15 minutes: Prometheus or Alertmanager is down, so no other alert can arrive."
+  alarm_description   = "No Watchdog heartbeat from Alertmanager for 15 minutes: Prometheus or Alertmanager (eu-west-2 cluster, namespace monitoring) is down or cannot publish, so no other cluster alert can arrive. This alarm is in us-east-1. Runbook: https://github.com/example-org/counter-service/blob/main/observability/runbooks.md#cloudwatch-alarm-alertmanager-heartbeat-missing"
   namespace           = "AWS/SNS"
   metric_name         = "NumberOfMessagesPublished"
   statistic           = "Sum"
@@ -169,7 +169,7 @@ resource "aws_cloudwatch_metric_alarm" "edge_5xx" {
   provider = aws.us_east_1
 
   alarm_name          = "${local.name}-edge-5xx"
-  alarm_description   = "More than ${var.edge_5xx_alarm_percent}% of viewer requests answered 5xx at CloudFront for 3 of 5 minutes (quiet below ${var.edge_alarm_min_requests} requests/min)."
+  alarm_description   = "More than ${var.edge_5xx_alarm_percent}% of viewer requests answered 5xx at CloudFront for 3 of 5 minutes (quiet below ${var.edge_alarm_min_requests} requests/min). This alarm is in us-east-1; the ALB and cluster are in eu-west-2. Runbook: https://github.com/example-org/counter-service/blob/main/observability/runbooks.md#cloudwatch-alarm-edge-5xx"
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.edge_5xx_alarm_percent
   evaluation_periods  = 5
@@ -239,7 +239,7 @@ resource "aws_cloudwatch_metric_alarm" "public_url" {
   provider = aws.us_east_1
 
   alarm_name          = "${local.name}-public-url-down"
-  alarm_description   = "The Route 53 health check of https://${aws_route53_health_check.public_url.fqdn}${var.probe_path} has failed for 2 minutes."
+  alarm_description   = "The Route 53 health check of https://${aws_route53_health_check.public_url.fqdn}${var.probe_path} has failed for 2 minutes. This alarm is in us-east-1; the ALB and cluster are in eu-west-2. Runbook: https://github.com/example-org/counter-service/blob/main/observability/runbooks.md#cloudwatch-alarm-public-url-down"
   namespace           = "AWS/Route53"
   metric_name         = "HealthCheckStatus"
   statistic           = "Minimum"
