@@ -170,6 +170,12 @@ pub mod app_role {
              or bypassrls): remove them by hand, the service must not hold them"
         )]
         TooPowerful,
+        #[error(
+            "it holds more than the service's privileges: {}; remove them by hand (REVOKE, \
+             REASSIGN OWNED), the service must not hold them",
+            .0.join("; ")
+        )]
+        Extra(Vec<String>),
         #[error("{0}")]
         Database(String),
     }
@@ -257,6 +263,73 @@ pub mod app_role {
                 .batch_execute(&format!("GRANT rds_iam TO {name}"))
                 .await?;
         }
+        let extra = extra_powers(client, role).await?;
+        if !extra.is_empty() {
+            return Err(RoleError::Extra(extra));
+        }
         Ok(rds_iam)
+    }
+
+    /// Everything the role holds beyond what [`set_up_in_transaction`] grants: memberships other
+    /// than `rds_iam`, anything it owns (in any database), and privileges on any table, column,
+    /// schema, database or other object other than exactly [`APP_PRIVILEGES`], `USAGE` on `public`
+    /// and `CONNECT` on this database. The revokes above cover only this database's `public`
+    /// schema, so a role that was given more elsewhere would keep it: refuse rather than report
+    /// "granted the service's privileges". `pg_shdepend` records owners and grantees cluster-wide.
+    async fn extra_powers(client: &Client, role: &str) -> Result<Vec<String>, RoleError> {
+        let (tables, privileges): (Vec<&str>, Vec<&str>) = APP_PRIVILEGES
+            .iter()
+            .flat_map(|(table, privileges)| privileges.iter().map(move |p| (*table, *p)))
+            .unzip();
+        let rows = client
+            .query(
+                "WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1),
+                      here AS (SELECT oid FROM pg_database WHERE datname = current_database())
+                 SELECT 'member of ' || m.roleid::regrole::text
+                   FROM pg_auth_members m, r
+                  WHERE m.member = r.oid AND m.roleid IS DISTINCT FROM to_regrole('rds_iam')
+                 UNION ALL
+                 SELECT 'owns ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+                   FROM pg_shdepend d, r, here
+                  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+                    AND d.deptype = 'o' AND d.dbid IN (0, here.oid)
+                 UNION ALL
+                 SELECT format('%s object(s) or privilege(s) in database %I', count(*), db.datname)
+                   FROM pg_shdepend d JOIN pg_database db ON db.oid = d.dbid, r, here
+                  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+                    AND d.deptype IN ('o', 'a') AND d.dbid <> here.oid
+                  GROUP BY db.datname
+                 UNION ALL
+                 SELECT format('%s on %s', a.privilege_type, pg_describe_object('pg_class'::regclass, c.oid, 0))
+                   FROM pg_class c, aclexplode(c.relacl) a, r
+                  WHERE a.grantee = r.oid
+                    AND (c.relnamespace <> 'public'::regnamespace
+                         OR (c.relname::text, a.privilege_type) NOT IN
+                            (SELECT * FROM unnest($2::text[], $3::text[])))
+                 UNION ALL
+                 SELECT format('%s on %s', a.privilege_type,
+                               pg_describe_object('pg_class'::regclass, t.attrelid, t.attnum))
+                   FROM pg_attribute t, aclexplode(t.attacl) a, r
+                  WHERE a.grantee = r.oid
+                 UNION ALL
+                 SELECT format('%s on schema %I', a.privilege_type, n.nspname)
+                   FROM pg_namespace n, aclexplode(n.nspacl) a, r
+                  WHERE a.grantee = r.oid AND NOT (n.nspname = 'public' AND a.privilege_type = 'USAGE')
+                 UNION ALL
+                 SELECT format('%s on database %I', a.privilege_type, db.datname)
+                   FROM pg_database db, aclexplode(db.datacl) a, r
+                  WHERE a.grantee = r.oid
+                    AND NOT (db.datname = current_database() AND a.privilege_type = 'CONNECT')
+                 UNION ALL
+                 SELECT 'privileges on ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+                   FROM pg_shdepend d, r, here
+                  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+                    AND d.deptype = 'a' AND d.dbid = here.oid
+                    AND d.classid NOT IN ('pg_class'::regclass, 'pg_namespace'::regclass)
+                 ORDER BY 1",
+                &[&role, &tables, &privileges],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }

@@ -197,3 +197,114 @@ async fn migrate_signs_in_with_the_master_secret_from_secrets_manager() {
         .get(0);
     assert_eq!(tables, 1, "migrated as the secret's user");
 }
+
+/// A role that already holds more than the service needs (a membership, something it owns, a
+/// privilege outside what migrate grants, here or in another database) is refused, exit 1 with
+/// what is extra, and left as it was: migrate never says "granted the service's privileges" of a
+/// role that keeps more.
+#[tokio::test]
+async fn migrate_refuses_a_role_that_holds_more_than_the_service_needs() {
+    let other_url = fresh_database().await;
+    let other: tokio_postgres::Config = other_url.parse().unwrap();
+    let other_db = other.get_dbname().unwrap().to_string();
+    // (SQL run here as the superuser before migrate, SQL run in the other database, expected text)
+    let cases: &[(&str, &str, &str)] = &[
+        ("GRANT pg_write_all_data TO {role}", "", "member of pg_write_all_data"),
+        ("GRANT pg_read_server_files TO {role}", "", "member of pg_read_server_files"),
+        ("GRANT pg_signal_backend TO {role}", "", "member of pg_signal_backend"),
+        (
+            "CREATE SCHEMA extra; CREATE TABLE extra.owned (x INTEGER);
+             ALTER TABLE extra.owned OWNER TO {role}",
+            "",
+            "owns table extra.owned",
+        ),
+        (
+            "CREATE TABLE public.owned (x INTEGER); ALTER TABLE public.owned OWNER TO {role}",
+            "",
+            "owns table owned",
+        ),
+        ("CREATE SCHEMA owned AUTHORIZATION {role}", "", "owns schema owned"),
+        (
+            "CREATE SCHEMA extra; CREATE TABLE extra.t (x INTEGER); GRANT INSERT ON extra.t TO {role}",
+            "",
+            "INSERT on table extra.t",
+        ),
+        (
+            "CREATE SCHEMA extra; GRANT CREATE ON SCHEMA extra TO {role}",
+            "",
+            "CREATE on schema extra",
+        ),
+        (
+            "CREATE SCHEMA extra; CREATE TABLE extra.t (x INTEGER); GRANT UPDATE (x) ON extra.t TO {role}",
+            "",
+            "UPDATE on column x of table extra.t",
+        ),
+        (
+            "",
+            "GRANT CONNECT, TEMPORARY ON DATABASE {other} TO {role}",
+            "CONNECT on database",
+        ),
+        (
+            "",
+            "CREATE TABLE elsewhere (x INTEGER); GRANT SELECT ON elsewhere TO {role}",
+            "object(s) or privilege(s) in database",
+        ),
+    ];
+    for (here, there, says) in cases {
+        let admin_url = fresh_database().await;
+        let role = app_role_name();
+        let fill = |sql: &str| sql.replace("{role}", &role).replace("{other}", &other_db);
+        let admin = pg_connect(&admin_url).await;
+        admin
+            .batch_execute(&format!(
+                "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN;
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+                 CREATE ROLE {role} NOLOGIN;
+                 {}",
+                fill(here)
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{here}: {e}"));
+        if !there.is_empty() {
+            pg_connect(&other_url)
+                .await
+                .batch_execute(&fill(there))
+                .await
+                .unwrap_or_else(|e| panic!("{there}: {e}"));
+        }
+        let output = {
+            let (url, role) = (admin_url.clone(), role.clone());
+            tokio::task::spawn_blocking(move || {
+                origin(&["migrate"])
+                    .env("DATABASE_URL", &url)
+                    .env("DATABASE_APP_ROLE", &role)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{says}: {}{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert!(
+            stderr.contains(&role)
+                && stderr.contains("more than the service's privileges")
+                && stderr.contains(says),
+            "{says}: {stderr}"
+        );
+        let can_login: bool = admin
+            .query_one(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!can_login, "{says}: the refused role is left as it was");
+    }
+}
