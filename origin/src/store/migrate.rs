@@ -88,7 +88,7 @@ async fn run_postgres(config: &PostgresConfig) -> Result<Report, MigrateError> {
         .map_err(|e| MigrateError::Url(e.to_string()))?;
     pg.application_name("counter-origin migrate")
         .connect_timeout(config.connect_timeout)
-        .options(&format!(
+        .options(format!(
             "-c statement_timeout={ms} -c lock_timeout={ms}",
             ms = STATEMENT_TIMEOUT.as_millis()
         ));
