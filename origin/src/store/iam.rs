@@ -191,13 +191,26 @@ impl TokenSource {
 
 /// Fetches credentials from the default chain, then again `REFRESH_AHEAD` before they expire.
 /// A failure is logged once (and its recovery), then retried with backoff while the last good
-/// credentials stay in use until they expire.
+/// credentials stay in use until they expire. So are credentials that arrive already expired or
+/// expiring within `REFRESH_AHEAD` (a stale provider, or this machine's clock ahead of AWS's: the
+/// two look the same from here), which would otherwise leave connections waiting with no log line.
 async fn keep_fresh(provider: impl ProvideCredentials, sender: watch::Sender<Option<Credentials>>) {
     let mut retry = RETRY_FIRST;
     let mut failing = false;
     loop {
-        let wait = match provider.provide_credentials().await {
-            Ok(credentials) => {
+        let fetched = provider.provide_credentials().await;
+        let now = SystemTime::now();
+        // Time left on credentials that are not good for the whole refresh margin.
+        let short = fetched.as_ref().ok().and_then(|c| {
+            let expiry = c.expiry()?;
+            match expiry.duration_since(now) {
+                Ok(left) if left > REFRESH_AHEAD => None,
+                Ok(left) => Some(format!("expire in {}s", left.as_secs())),
+                Err(e) => Some(format!("expired {}s ago", e.duration().as_secs())),
+            }
+        });
+        let wait = match (fetched, short) {
+            (Ok(credentials), None) => {
                 if failing {
                     tracing::info!("RDS IAM auth: AWS credentials available again");
                     failing = false;
@@ -205,14 +218,30 @@ async fn keep_fresh(provider: impl ProvideCredentials, sender: watch::Sender<Opt
                 retry = RETRY_FIRST;
                 let wait = credentials
                     .expiry()
-                    .and_then(|expiry| expiry.duration_since(SystemTime::now()).ok())
+                    .and_then(|expiry| expiry.duration_since(now).ok())
                     .map_or(REFRESH_EVERY, |left| {
                         left.saturating_sub(REFRESH_AHEAD).max(RETRY_FIRST)
                     });
                 sender.send_replace(Some(credentials));
                 wait
             }
-            Err(error) => {
+            (Ok(credentials), Some(short)) => {
+                if !failing {
+                    tracing::error!(
+                        "RDS IAM auth: the AWS credentials just fetched {short}, within the {}s \
+                         refresh margin: is this machine's clock right? New database connections \
+                         wait once they have expired; fetching again",
+                        REFRESH_AHEAD.as_secs()
+                    );
+                    failing = true;
+                }
+                // Still usable until they expire, if they have not.
+                sender.send_replace(Some(credentials));
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_LAST);
+                wait
+            }
+            (Err(error), _) => {
                 if !failing {
                     tracing::error!(
                         error = %crate::store::describe(&error),
@@ -439,5 +468,87 @@ mod tests {
         let token = source.token().await.unwrap();
         assert_eq!(token, scope().sign(&credentials, signing_time).unwrap());
         assert!(token.expose().contains("X-Amz-Security-Token=session"));
+    }
+
+    /// Collects what the tests' subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self, containing: &str) -> usize {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .lines()
+                .filter(|l| l.contains(containing))
+                .count()
+        }
+    }
+
+    /// Credentials that come already expired, or expiring inside the refresh margin (what a clock
+    /// running ahead looks like), are logged once per incident, not silently retried.
+    #[tokio::test(start_paused = true)]
+    async fn credentials_expired_or_expiring_when_fetched_are_logged_once_per_incident() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        let expired = Credentials::new(
+            "OLD",
+            "secret",
+            None,
+            Some(SystemTime::now() - Duration::from_secs(30)),
+            "test",
+        );
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let provider = Scripted {
+            answers: std::sync::Mutex::new(
+                [
+                    Ok(expired.clone()),
+                    Ok(expired),
+                    Ok(expiring_in("GOOD", Duration::from_secs(3600))),
+                    Ok(expiring_in("SHORT", Duration::from_secs(60))),
+                    Ok(expiring_in("SHORT", Duration::from_secs(50))),
+                    Ok(expiring_in("GOOD", Duration::from_secs(3600))),
+                ]
+                .into(),
+            ),
+            calls: std::sync::Arc::clone(&fetches),
+        };
+        let calls = || fetches.load(std::sync::atomic::Ordering::SeqCst);
+        let (sender, _receiver) = watch::channel(None);
+        tokio::spawn(keep_fresh(provider, sender));
+        let until = |n: usize| async move {
+            while calls() < n {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        until(2).await;
+        assert_eq!(
+            log.lines("expired 30s ago"),
+            1,
+            "logged once, not per retry"
+        );
+        until(3).await;
+        tokio::task::yield_now().await;
+        assert_eq!(log.lines("available again"), 1);
+        until(5).await;
+        assert_eq!(log.lines("credentials just fetched expire in"), 1);
+        assert_eq!(log.lines("refresh margin"), 2, "one line per incident");
+        until(6).await;
+        tokio::task::yield_now().await;
+        assert_eq!(log.lines("available again"), 2);
     }
 }

@@ -4,6 +4,7 @@
 //! from Secrets Manager at run time (`DATABASE_MASTER_SECRET_ARN`), so RDS may rotate them freely.
 
 use std::fmt;
+use std::time::Duration;
 
 use super::statements::postgres::APP_PRIVILEGES;
 use super::{describe, schema};
@@ -67,52 +68,110 @@ pub async fn run(config: &Config) -> Result<Report, MigrateError> {
     }
 }
 
+/// Server-side bound on each migration statement and lock wait (`statement_timeout`,
+/// `lock_timeout`): a migration here is a few small DDL statements, never a long rewrite.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Client-side bound on the whole run once connected: a server that stops answering mid-run ends
+/// the Job with an error instead of hanging it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Roles are shared by every database of the server, but an advisory lock belongs to one
+/// database: role set-up takes it in this one, which every PostgreSQL (and RDS) server has, so
+/// two migrations of two databases never race to create the same role.
+const LOCK_DATABASE: &str = "postgres";
+const ROLE_LOCK: i64 = 7243012002;
+
 async fn run_postgres(config: &PostgresConfig) -> Result<Report, MigrateError> {
     let mut pg = config
         .url
         .driver_config()
         .map_err(|e| MigrateError::Url(e.to_string()))?;
     pg.application_name("counter-origin migrate")
-        .connect_timeout(config.connect_timeout);
+        .connect_timeout(config.connect_timeout)
+        .options(format!(
+            "-c statement_timeout={ms} -c lock_timeout={ms}",
+            ms = STATEMENT_TIMEOUT.as_millis()
+        ));
     if let Some(arn) = &config.master_secret_arn {
         let master = master_credentials(arn).await?;
         pg.user(&master.username).password(master.password);
     }
-    let client = match config.tls {
-        TlsMode::Disable => {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            let (client, connection) = pg
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| MigrateError::Connect(describe(&e)))?;
-            tokio::spawn(connection);
-            client
-        }
-        TlsMode::Require => {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(super::postgres::tls_config(
-                config.ca_file.as_deref(),
-            )?);
-            let (client, connection) = pg
-                .connect(tls)
-                .await
-                .map_err(|e| MigrateError::Connect(describe(&e)))?;
-            tokio::spawn(connection);
-            client
+    let client = connect(config, &pg).await?;
+    let work = async {
+        let outcome = schema::postgres::prepare(&client, true).await?;
+        let mut lock_config = pg.clone();
+        lock_config.dbname(LOCK_DATABASE);
+        let lock = connect(config, &lock_config).await?;
+        let role_failed = |reason: String| MigrateError::Role {
+            role: config.app_role.clone(),
+            reason,
+        };
+        // Held by this session until it ends (below, or when the process exits).
+        lock.execute("SELECT pg_advisory_lock($1)", &[&ROLE_LOCK])
+            .await
+            .map_err(|e| {
+                role_failed(format!(
+                    "lock in database {LOCK_DATABASE}: {}",
+                    describe(&e)
+                ))
+            })?;
+        let rds_iam = app_role::set_up(&client, &config.app_role)
+            .await
+            .map_err(|e| role_failed(e.to_string()))?;
+        drop(lock);
+        Ok::<_, MigrateError>(Report {
+            schema: outcome,
+            app_role: Some(config.app_role.clone()),
+            rds_iam,
+        })
+    };
+    tokio::time::timeout(RUN_TIMEOUT, work)
+        .await
+        .map_err(|_| MigrateError::Connect(format!("no answer within {RUN_TIMEOUT:?}")))?
+}
+
+/// One session, connect + TLS + start-up all bounded by `DATABASE_CONNECT_TIMEOUT_MS` (the
+/// driver's own timeout bounds only the TCP connect: a server that accepts and never answers
+/// would hang the Job).
+async fn connect(
+    config: &PostgresConfig,
+    pg: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, MigrateError> {
+    let mut pg = pg.clone();
+    let connecting = async {
+        match config.tls {
+            TlsMode::Disable => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, connection) = pg
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| MigrateError::Connect(describe(&e)))?;
+                tokio::spawn(connection);
+                Ok(client)
+            }
+            TlsMode::Require => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+                    super::postgres::tls_config(config.ca_file.as_deref())?,
+                );
+                let (client, connection) = pg
+                    .connect(tls)
+                    .await
+                    .map_err(|e| MigrateError::Connect(describe(&e)))?;
+                tokio::spawn(connection);
+                Ok(client)
+            }
         }
     };
-    let outcome = schema::postgres::prepare(&client, true).await?;
-    let rds_iam = app_role::set_up(&client, &config.app_role)
+    tokio::time::timeout(config.connect_timeout, connecting)
         .await
-        .map_err(|e| MigrateError::Role {
-            role: config.app_role.clone(),
-            reason: e.to_string(),
-        })?;
-    Ok(Report {
-        schema: outcome,
-        app_role: Some(config.app_role.clone()),
-        rds_iam,
-    })
+        .map_err(|_| {
+            MigrateError::Connect(format!(
+                "{}: no answer within {:?} (DATABASE_CONNECT_TIMEOUT_MS)",
+                pg.get_dbname().unwrap_or("?"),
+                config.connect_timeout
+            ))
+        })?
 }
 
 /// The master user's sign-in, from the RDS-managed secret (JSON with `username` and `password`).
@@ -170,6 +229,12 @@ pub mod app_role {
              or bypassrls): remove them by hand, the service must not hold them"
         )]
         TooPowerful,
+        #[error(
+            "it holds more than the service's privileges: {}; remove them by hand (REVOKE, \
+             REASSIGN OWNED), the service must not hold them",
+            .0.join("; ")
+        )]
+        Extra(Vec<String>),
         #[error("{0}")]
         Database(String),
     }
@@ -187,7 +252,8 @@ pub mod app_role {
 
     /// Creates the role if missing, and grants it exactly [`APP_PRIVILEGES`] (revoking anything
     /// else it holds on this database's tables), in one transaction. Returns whether it was made
-    /// a member of `rds_iam`. Refuses a pre-existing role with more powers than a login.
+    /// a member of `rds_iam`. Refuses a pre-existing role with more powers than a login. The caller
+    /// holds the cluster-wide role lock (see `ROLE_LOCK`).
     pub async fn set_up(client: &Client, role: &str) -> Result<bool, RoleError> {
         client.batch_execute("BEGIN").await?;
         let result = set_up_in_transaction(client, role).await;
@@ -200,10 +266,6 @@ pub mod app_role {
 
     async fn set_up_in_transaction(client: &Client, role: &str) -> Result<bool, RoleError> {
         let name = quoted(role);
-        // Roles are shared by every database of the server: one migration at a time.
-        client
-            .execute("SELECT pg_advisory_xact_lock(7243012002)", &[])
-            .await?;
         let existing = client
             .query_opt(
                 "SELECT rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls \
@@ -257,6 +319,87 @@ pub mod app_role {
                 .batch_execute(&format!("GRANT rds_iam TO {name}"))
                 .await?;
         }
+        let extra = extra_powers(client, role).await?;
+        if !extra.is_empty() {
+            return Err(RoleError::Extra(extra));
+        }
         Ok(rds_iam)
+    }
+
+    /// Everything the role holds beyond what [`set_up_in_transaction`] grants: memberships other
+    /// than `rds_iam`, anything it owns (in any database), and privileges on any table, column,
+    /// schema, database or other object other than exactly [`APP_PRIVILEGES`], `USAGE` on `public`
+    /// and `CONNECT` on this database. The revokes above cover only this database's `public`
+    /// schema, so a role that was given more elsewhere would keep it: refuse rather than report
+    /// "granted the service's privileges". `pg_shdepend` records owners and grantees cluster-wide.
+    /// Another database may be migrated for the same role: there it may have `CONNECT` and
+    /// privileges on as many tables and schemas as migrate grants (which privileges, only that
+    /// database's catalogs say: its own migrate checks them).
+    async fn extra_powers(client: &Client, role: &str) -> Result<Vec<String>, RoleError> {
+        let (tables, privileges): (Vec<&str>, Vec<&str>) = APP_PRIVILEGES
+            .iter()
+            .flat_map(|(table, privileges)| privileges.iter().map(move |p| (*table, *p)))
+            .unzip();
+        // The service's tables and the public schema, if another database is migrated for the
+        // same role.
+        let other_database_objects = APP_PRIVILEGES.len() as i64 + 1;
+        let rows = client
+            .query(
+                "WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1),
+                      here AS (SELECT oid FROM pg_database WHERE datname = current_database())
+                 SELECT 'member of ' || m.roleid::regrole::text
+                   FROM pg_auth_members m, r
+                  WHERE m.member = r.oid AND m.roleid IS DISTINCT FROM to_regrole('rds_iam')
+                 UNION ALL
+                 SELECT 'owns ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+                   FROM pg_shdepend d, r, here
+                  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+                    AND d.deptype = 'o' AND d.dbid IN (0, here.oid)
+                 UNION ALL
+                 SELECT format('owns %s object(s) in database %I', count(*), db.datname)
+                   FROM pg_shdepend d JOIN pg_database db ON db.oid = d.dbid, r, here
+                  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+                    AND d.deptype = 'o' AND d.dbid <> here.oid
+                  GROUP BY db.datname
+                 UNION ALL
+                 SELECT format('privileges on %s object(s) in database %I', count(*), db.datname)
+                   FROM pg_shdepend d JOIN pg_database db ON db.oid = d.dbid, r, here
+                  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+                    AND d.deptype = 'a' AND d.dbid <> here.oid
+                  GROUP BY db.datname
+                 HAVING count(*) > $4
+                     OR bool_or(d.classid NOT IN ('pg_class'::regclass, 'pg_namespace'::regclass))
+                 UNION ALL
+                 SELECT format('%s on %s', a.privilege_type, pg_describe_object('pg_class'::regclass, c.oid, 0))
+                   FROM pg_class c, aclexplode(c.relacl) a, r
+                  WHERE a.grantee = r.oid
+                    AND (c.relnamespace <> 'public'::regnamespace
+                         OR (c.relname::text, a.privilege_type) NOT IN
+                            (SELECT * FROM unnest($2::text[], $3::text[])))
+                 UNION ALL
+                 SELECT format('%s on %s', a.privilege_type,
+                               pg_describe_object('pg_class'::regclass, t.attrelid, t.attnum))
+                   FROM pg_attribute t, aclexplode(t.attacl) a, r
+                  WHERE a.grantee = r.oid
+                 UNION ALL
+                 SELECT format('%s on schema %I', a.privilege_type, n.nspname)
+                   FROM pg_namespace n, aclexplode(n.nspacl) a, r
+                  WHERE a.grantee = r.oid AND NOT (n.nspname = 'public' AND a.privilege_type = 'USAGE')
+                 UNION ALL
+                 SELECT format('%s on database %I', a.privilege_type, db.datname)
+                   FROM pg_database db, aclexplode(db.datacl) a, r
+                  WHERE a.grantee = r.oid
+                    AND a.privilege_type <> 'CONNECT'
+                 UNION ALL
+                 SELECT 'privileges on ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+                   FROM pg_shdepend d, r, here
+                  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid
+                    AND d.deptype = 'a' AND d.dbid = here.oid
+                    AND d.classid NOT IN ('pg_class'::regclass, 'pg_namespace'::regclass)
+                 ORDER BY 1",
+                &[&role, &tables, &privileges, &other_database_objects],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 }

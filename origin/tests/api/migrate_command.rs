@@ -197,3 +197,259 @@ async fn migrate_signs_in_with_the_master_secret_from_secrets_manager() {
         .get(0);
     assert_eq!(tables, 1, "migrated as the secret's user");
 }
+
+/// A role that already holds more than the service needs (a membership, something it owns, a
+/// privilege outside what migrate grants, here or in another database) is refused, exit 1 with
+/// what is extra, and left as it was: migrate never says "granted the service's privileges" of a
+/// role that keeps more.
+#[tokio::test]
+async fn migrate_refuses_a_role_that_holds_more_than_the_service_needs() {
+    let other_url = fresh_database().await;
+    let other: tokio_postgres::Config = other_url.parse().unwrap();
+    let other_db = other.get_dbname().unwrap().to_string();
+    // (SQL run here as the superuser before migrate, SQL run in the other database, expected text)
+    let cases: &[(&str, &str, &str)] = &[
+        ("GRANT pg_write_all_data TO {role}", "", "member of pg_write_all_data"),
+        ("GRANT pg_read_server_files TO {role}", "", "member of pg_read_server_files"),
+        ("GRANT pg_signal_backend TO {role}", "", "member of pg_signal_backend"),
+        (
+            "CREATE SCHEMA extra; CREATE TABLE extra.owned (x INTEGER);
+             ALTER TABLE extra.owned OWNER TO {role}",
+            "",
+            "owns table extra.owned",
+        ),
+        (
+            "CREATE TABLE public.owned (x INTEGER); ALTER TABLE public.owned OWNER TO {role}",
+            "",
+            "owns table owned",
+        ),
+        ("CREATE SCHEMA owned AUTHORIZATION {role}", "", "owns schema owned"),
+        (
+            "CREATE SCHEMA extra; CREATE TABLE extra.t (x INTEGER); GRANT INSERT ON extra.t TO {role}",
+            "",
+            "INSERT on table extra.t",
+        ),
+        (
+            "CREATE SCHEMA extra; GRANT CREATE ON SCHEMA extra TO {role}",
+            "",
+            "CREATE on schema extra",
+        ),
+        (
+            "CREATE SCHEMA extra; CREATE TABLE extra.t (x INTEGER); GRANT UPDATE (x) ON extra.t TO {role}",
+            "",
+            "UPDATE on column x of table extra.t",
+        ),
+        (
+            "",
+            "GRANT CONNECT, TEMPORARY ON DATABASE {other} TO {role}",
+            "TEMPORARY on database",
+        ),
+        (
+            "",
+            "CREATE TABLE elsewhere (x INTEGER); ALTER TABLE elsewhere OWNER TO {role}",
+            "owns 1 object(s) in database",
+        ),
+        (
+            "",
+            "CREATE SCHEMA e; CREATE TABLE e.a (x INTEGER); CREATE TABLE e.b (x INTEGER);
+             CREATE TABLE e.c (x INTEGER); CREATE TABLE e.d (x INTEGER);
+             GRANT USAGE ON SCHEMA e TO {role}; GRANT SELECT ON e.a, e.b, e.c, e.d TO {role}",
+            "privileges on 5 object(s) in database",
+        ),
+        (
+            "",
+            "CREATE FUNCTION f() RETURNS INTEGER LANGUAGE SQL AS 'SELECT 1';
+             REVOKE EXECUTE ON FUNCTION f() FROM PUBLIC; GRANT EXECUTE ON FUNCTION f() TO {role}",
+            "privileges on 1 object(s) in database",
+        ),
+    ];
+    for (here, there, says) in cases {
+        let admin_url = fresh_database().await;
+        let role = app_role_name();
+        let fill = |sql: &str| sql.replace("{role}", &role).replace("{other}", &other_db);
+        let admin = pg_connect(&admin_url).await;
+        admin
+            .batch_execute(&format!(
+                "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN;
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+                 CREATE ROLE {role} NOLOGIN;
+                 {}",
+                fill(here)
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{here}: {e}"));
+        if !there.is_empty() {
+            pg_connect(&other_url)
+                .await
+                .batch_execute(&fill(there))
+                .await
+                .unwrap_or_else(|e| panic!("{there}: {e}"));
+        }
+        let output = {
+            let (url, role) = (admin_url.clone(), role.clone());
+            tokio::task::spawn_blocking(move || {
+                origin(&["migrate"])
+                    .env("DATABASE_URL", &url)
+                    .env("DATABASE_APP_ROLE", &role)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{says}: {}{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert!(
+            stderr.contains(&role)
+                && stderr.contains("more than the service's privileges")
+                && stderr.contains(says),
+            "{says}: {stderr}"
+        );
+        let can_login: bool = admin
+            .query_one(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!can_login, "{says}: the refused role is left as it was");
+    }
+}
+
+/// A server that accepts and never answers (a hung proxy, a black-holed failover) ends migrate
+/// with exit 1 after about `DATABASE_CONNECT_TIMEOUT_MS`, in plain and in TLS mode: the bound
+/// covers connect, TLS and start-up, not only the TCP connect.
+#[tokio::test]
+async fn migrate_gives_up_on_a_silent_server_after_the_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream); // never read, never answered, never closed
+        }
+    });
+    for sslmode in ["disable", "require"] {
+        let url = format!("postgres://postgres:pw@127.0.0.1:{port}/counter?sslmode={sslmode}");
+        let mut command = tokio::process::Command::from(origin(&["migrate"]));
+        command
+            .env("DATABASE_URL", &url)
+            .env("DATABASE_CONNECT_TIMEOUT_MS", "200")
+            .kill_on_drop(true);
+        // Generous: it only has to end, where it used to wait forever.
+        let output = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("sslmode={sslmode}: migrate still waits on a silent server"))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "sslmode={sslmode}: {stderr}");
+        assert!(
+            stderr.contains("DATABASE_CONNECT_TIMEOUT_MS"),
+            "sslmode={sslmode}: {stderr}"
+        );
+    }
+    held.abort();
+}
+
+/// Roles belong to the whole server: two migrations of two databases with the same role take one
+/// lock (in the `postgres` database), not one per database. Here the test plays a first migration
+/// caught half-way (the lock held, the role created, not yet committed); the second, on another
+/// database, must wait for it and then succeed, not fail on the duplicate role.
+#[tokio::test]
+async fn two_migrations_of_two_databases_with_one_role_take_turns() {
+    let (first_url, second_url) = (fresh_database().await, fresh_database().await);
+    let role = app_role_name();
+    let first = pg_connect(&first_url).await;
+    first
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+    let mut lock_url: tokio_postgres::Config = first_url.parse().unwrap();
+    lock_url.dbname("postgres");
+    let (lock, connection) = lock_url.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    lock.execute("SELECT pg_advisory_lock(7243012002)", &[])
+        .await
+        .unwrap();
+    first
+        .batch_execute(&format!("BEGIN; CREATE ROLE {role} NOLOGIN"))
+        .await
+        .unwrap();
+
+    let mut command = tokio::process::Command::from(origin(&["migrate"]));
+    command
+        .env("DATABASE_URL", &second_url)
+        .env("DATABASE_APP_ROLE", &role)
+        .kill_on_drop(true);
+    let second = tokio::spawn(command.output());
+    // The second migration is waiting on a lock (the role lock now; the uncommitted role before).
+    let second_db: tokio_postgres::Config = second_url.parse().unwrap();
+    let second_db = second_db.get_dbname().unwrap().to_string();
+    // (Asked on the lock's session: `first` is in a transaction, whose view of
+    // pg_stat_activity is a snapshot.)
+    let waiting = async {
+        loop {
+            let n: i64 = lock
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE application_name = 'counter-origin migrate' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("the migration of {second_db} never waited on a lock"));
+    first.batch_execute("COMMIT").await.unwrap();
+    lock.execute("SELECT pg_advisory_unlock(7243012002)", &[])
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), second)
+        .await
+        .expect("the second migration ends once the first is done")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // And two real migrations of the two databases at once both succeed.
+    let role = app_role_name();
+    let runs = [&first_url, &second_url].map(|url| {
+        let mut command = tokio::process::Command::from(origin(&["migrate"]));
+        command
+            .env("DATABASE_URL", url)
+            .env("DATABASE_APP_ROLE", &role)
+            .kill_on_drop(true);
+        tokio::spawn(command.output())
+    });
+    for run in runs {
+        let output = run.await.unwrap().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
