@@ -291,25 +291,6 @@ impl Signals {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn the_url_to_open_is_reachable_from_this_machine() {
-        let url = |text: &str| url_to_open(text.parse().unwrap());
-        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
-        assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
-        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
-        assert_eq!(url("10.0.0.7:80"), "http://10.0.0.7:80/");
-    }
-}
-
 /// `counter-origin migrate` (see `store::migrate`): one run, one log line, exit 0 or 1.
 fn migrate(config: Config) -> ExitCode {
     telemetry::logs::init(&config.log_level, false);
@@ -327,5 +308,24 @@ fn migrate(config: Config) -> ExitCode {
             eprintln!("counter-origin migrate: {error}");
             ExitCode::from(FAILED_TO_START)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_url_to_open_is_reachable_from_this_machine() {
+        let url = |text: &str| url_to_open(text.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("10.0.0.7:80"), "http://10.0.0.7:80/");
     }
 }
