@@ -104,9 +104,16 @@ pub async fn run_zero_window(ctx: &Context, name: &str) -> Result<(Value, Checks
     figures.rss_peak_mib = sampler.await.map_err(|e| e.to_string())??;
     figures.closed_by_origin = closed_within(&mut attackers, Duration::from_secs(8)).await;
     drop(attackers);
-    // What the process holds once they are gone (closing is asynchronous: let it settle).
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    figures.rss_after_mib = rss_mib(&origin)?;
+    // What the process holds once they are gone. Closing and the origin's memory trim (once a
+    // second) are asynchronous: poll until it is back within the slack, at most 5 s.
+    let settle_until = Instant::now() + Duration::from_secs(5);
+    figures.rss_after_mib = loop {
+        let rss = rss_mib(&origin)?;
+        if rss - figures.rss_baseline_mib < RSS_RETURN_SLACK_MIB || Instant::now() >= settle_until {
+            break rss;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let _ = origin.terminate(Duration::from_secs(30)).await;
     figures.panics = origin::panics(&spec);
     let checks = judge_zero_window(&figures);
