@@ -17,8 +17,7 @@ ensure_apt haproxy haproxy
 ensure_python_tools
 pytest -q -p no:cacheprovider chaos/security
 
-# Debug builds: they share the rust suite's compiled dependencies.
-cargo build --locked -p counter-origin -p chaos --bins
+build_workspace
 start_test_postgres
 target/debug/chaos --fast --origin target/debug/counter-origin --haproxy "$(command -v haproxy)" \
   --out artifacts/chaos-fast

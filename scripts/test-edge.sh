@@ -19,7 +19,7 @@ for dir in edge page; do
 done
 ensure_apt chromium chromium
 
-cargo build --locked -p counter-origin
+build_workspace
 export ORIGIN_BIN="$PWD/target/debug/counter-origin"
 export CHROMIUM_PATH
 CHROMIUM_PATH=$(command -v chromium)

@@ -12,11 +12,8 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null 2>&1 || die "cargo is required (rustup toolchain)"
 command -v python3 >/dev/null 2>&1 || die "python3 is required (result schema check)"
 
-# Debug builds: they share the rust suite's compiled dependencies; speed is `make bench`'s job.
-# Two builds: `--bin` would also filter the other packages' targets, and a clean clone has no
-# loadtest or testkit binary yet (the rust suite's `cargo test` builds only the binaries tests use).
-cargo build --locked -p counter-origin --bin counter-origin
-cargo build --locked -p loadtest -p testkit --bins
+# Debug builds (speed is `make bench`'s job), the same build the rust suite makes.
+build_workspace
 start_test_postgres
 
 out=artifacts/loadtest-smoke

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ensure_apt prometheus promtool
 command -v prometheus >/dev/null 2>&1 || die "the 'prometheus' binary is missing (Debian package 'prometheus')"
 command -v cargo >/dev/null 2>&1 || die "cargo is required to build the origin for the end-to-end test (rustup toolchain)"
-cargo build --locked -p counter-origin --bin counter-origin
+build_workspace
 export COUNTER_ORIGIN_BIN="$PWD/target/debug/counter-origin"
 command -v node >/dev/null 2>&1 || die "node (>= 20) is required to check the dashboard against @grafana/schema"
 command -v npm >/dev/null 2>&1 || die "npm is required to install @grafana/schema and typescript (observability/schema)"

@@ -59,3 +59,12 @@ ensure_checkov() {
   export CHECKOV="$root/.tools/checkov-venv/bin/checkov"
   [ -x "$CHECKOV" ] || die "checkov missing from .tools/checkov-venv"
 }
+
+# build_workspace — every debug binary and test of the workspace, in the one build the rust suite's
+# `cargo test --workspace` makes. Building a subset (`-p counter-origin --bin …`) resolves other
+# features (dev-dependencies drop out), which rebuilds tokio and everything above it: three extra
+# dependency builds in a clean clone.
+build_workspace() {
+  command -v cargo >/dev/null 2>&1 || die "cargo is required (rustup toolchain)"
+  cargo build --workspace --lib --bins --tests --locked || die "cargo build failed"
+}
