@@ -1,5 +1,5 @@
 # Entry points. `make test` is the test command CI runs; `make run` serves the origin locally.
-.PHONY: run test test-rust build lint bench chaos
+.PHONY: run test test-rust build lint bench chaos profile
 
 # Loopback only: a laptop's origin is not served to its network. The image and the cluster keep
 # the 0.0.0.0 defaults. Either address can be overridden from the environment.
@@ -30,3 +30,8 @@ bench:
 # clients, secrets under failure, bounded fuzzing; a few minutes, figures in artifacts/chaos/.
 chaos:
 	scripts/chaos.sh $(CHAOS_ARGS)
+
+# Where one request's user-space CPU goes: bare hyper GET, cached GET and batched POST under
+# callgrind (instruction counts repeat on a busy machine); per-function splits in artifacts/profile/.
+profile:
+	scripts/profile.sh
