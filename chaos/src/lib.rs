@@ -5,5 +5,8 @@
 
 pub mod cases;
 pub mod database;
+pub mod error;
 pub mod load;
 pub mod report;
+
+pub use error::Error;

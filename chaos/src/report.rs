@@ -134,6 +134,21 @@ pub fn ms(d: Duration) -> f64 {
 #[cfg(test)]
 pub type Breaks<T> = Vec<(&'static str, Box<dyn Fn(&mut T)>)>;
 
+/// Asserts that the `good` figures pass and that each break makes them fail.
+#[cfg(test)]
+pub fn assert_each_break_fails<T>(
+    good: impl Fn() -> T,
+    passes: impl Fn(&T) -> bool,
+    breaks: Breaks<T>,
+) {
+    assert!(passes(&good()), "the unbroken figures fail");
+    for (what, breaks) in breaks {
+        let mut figures = good();
+        breaks(&mut figures);
+        assert!(!passes(&figures), "{what} went unnoticed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,9 @@
-//! The fault cases. Each one starts what it needs (origins, HAProxy, attackers) on loopback,
-//! injects its fault, and returns its figures and checks. The checks are pure functions of the
-//! figures, unit-tested with figures that break each promise, so a case can be seen to fail.
+//! The fault cases and what they share. A case is a [`FaultCase`]: `run` starts what it needs on
+//! loopback (origins, PostgreSQL, HAProxy, attackers), injects its fault and returns typed
+//! figures; `judge` turns the figures into checks. Judges are pure, and each is unit-tested with
+//! figures that break every promise it guards, so a case can be seen to fail. What every case
+//! does around that (its directory, its timing, its report, a setup error as a failed report)
+//! lives once, in [`execute`].
 
 pub mod database_outage;
 pub mod fuzz;
@@ -12,15 +15,32 @@ pub mod secrets;
 pub mod slow_clients;
 pub mod store_faults;
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::database::StopMode;
 use crate::report::{CaseReport, Checks};
-use testkit::Database;
+use crate::Error;
+use testkit::{Database, Origin, OriginSpec};
+
+/// How long a SIGTERMed origin may take to drain and exit.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One fault and the promises it tests.
+// `async fn` without a `Send` bound: cases run one after another on the runner's own task.
+#[allow(async_fn_in_trait)]
+pub trait FaultCase {
+    type Figures: Serialize;
+
+    /// Starts what the case needs, injects the fault, and measures.
+    async fn run(&self, env: &Env<'_>) -> Result<Self::Figures, Error>;
+
+    /// The promises, judged from the figures alone.
+    fn judge(figures: &Self::Figures) -> Checks;
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Case {
@@ -34,7 +54,7 @@ pub enum Case {
     RollingRestart,
     /// slowhttptest slowloris and slow-body attacks while normal requests are measured.
     SlowClients,
-    /// A raw-socket corpus of malformed requests.
+    /// A raw-socket corpus of malformed requests (chaos/corpus/malformed/).
     Malformed,
     /// No database password or origin-verify header value in logs or answers under failure.
     Secrets,
@@ -44,7 +64,7 @@ pub enum Case {
     DiskFull,
     /// The embedded store's files are deleted under write load.
     FilesDeleted,
-    /// 400 HTTP/2 connections with a zero flow-control window and 256 streams each.
+    /// 1,500 HTTP/2 connections with a zero flow-control window and 256 streams each.
     H2ZeroWindow,
     /// 1,200 connections that send only the HTTP/2 preface, at MAX_CONNECTIONS=200.
     H2PrefaceFlood,
@@ -77,6 +97,7 @@ impl Case {
         Case::Fuzz,
     ];
 
+    /// The name on the command line, in `chaos.json` and of the case's directory.
     pub fn name(self) -> &'static str {
         match self {
             Case::DatabaseOutage => "database-outage",
@@ -113,64 +134,138 @@ pub struct Context {
     pub fast: bool,
 }
 
-impl Context {
-    pub fn database(&self) -> Result<&Database, String> {
-        self.database.as_ref().ok_or_else(|| {
-            "TEST_DATABASE_URL is not set: run through scripts/chaos.sh or scripts/test-chaos.sh \
-             (they start a throwaway PostgreSQL)"
-                .to_string()
-        })
-    }
+/// One case's run: the shared context, its name and a fresh directory for its logs and
+/// generated files, and the setup most cases start from.
+pub struct Env<'a> {
+    pub ctx: &'a Context,
+    pub name: &'static str,
+    pub dir: PathBuf,
+}
 
-    /// A fresh directory for one case's logs and generated files.
-    pub fn case_dir(&self, case: &str) -> Result<PathBuf, String> {
-        let dir = self.out.join(case);
+impl<'a> Env<'a> {
+    fn new(ctx: &'a Context, name: &'static str) -> Result<Self, Error> {
+        let dir = ctx.out.join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        Ok(dir)
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        Ok(Self { ctx, name, dir })
     }
 
     /// The fast or the full value of a knob.
     pub fn pick<T>(&self, fast: T, full: T) -> T {
-        if self.fast {
+        if self.ctx.fast {
             fast
         } else {
             full
         }
     }
-}
 
-/// Runs one case to a report; a setup error becomes a failed report, never a pass.
-pub async fn run(case: Case, ctx: &Context) -> CaseReport {
-    let started = Instant::now();
-    let result: Result<(Value, Checks), String> = match case {
-        Case::DatabaseOutage => database_outage::run(ctx, case.name(), StopMode::Fast).await,
-        Case::DatabaseOutageImmediate => {
-            database_outage::run(ctx, case.name(), StopMode::Immediate).await
-        }
-        Case::OriginKill => origin_kill::run(ctx, case.name()).await,
-        Case::RollingRestart => rolling_restart::run(ctx, case.name()).await,
-        Case::SlowClients => slow_clients::run(ctx, case.name()).await,
-        Case::Malformed => malformed::run(ctx, case.name()).await,
-        Case::Secrets => secrets::run(ctx, case.name()).await,
-        Case::Fuzz => fuzz::run(ctx, case.name()).await,
-        Case::DiskFull => store_faults::run_disk_full(ctx, case.name()).await,
-        Case::FilesDeleted => store_faults::run_files_deleted(ctx, case.name()).await,
-        Case::H2ZeroWindow => http2_abuse::run_zero_window(ctx, case.name()).await,
-        Case::H2PrefaceFlood => http2_abuse::run_preface_flood(ctx, case.name()).await,
-    };
-    match result {
-        Ok((figures, checks)) => CaseReport::new(case.name(), started.elapsed(), figures, checks),
-        Err(error) => CaseReport::failed_to_run(case.name(), started.elapsed(), error),
+    /// The origin under test, its logs in the case's directory, with the test settings and `env`.
+    pub fn origin(&self, label: &str, env: &[(&str, &str)]) -> Result<OriginSpec, Error> {
+        Ok(OriginSpec::for_tests(
+            &self.ctx.origin_binary,
+            label,
+            &self.dir,
+            env,
+        )?)
+    }
+
+    pub fn database(&self) -> Result<&'a Database, Error> {
+        self.ctx.database.as_ref().ok_or_else(|| {
+            Error::Setup(
+                "TEST_DATABASE_URL is not set: run through scripts/chaos.sh or scripts/test-chaos.sh \
+                 (they start a throwaway PostgreSQL)"
+                    .into(),
+            )
+        })
+    }
+
+    /// A fresh PostgreSQL database named after the case; its URL.
+    pub async fn fresh_database(&self) -> Result<String, Error> {
+        Ok(self.database()?.fresh(self.name).await?)
+    }
+
+    /// An empty data directory for the embedded store (`DATA_DIR`).
+    pub fn data_dir(&self, label: &str) -> Result<String, Error> {
+        let dir = self.dir.join(label);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        Ok(dir.display().to_string())
     }
 }
 
-/// `path` relative to the working directory when it is inside it (shorter report lines).
-pub fn display(path: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
-        .unwrap_or_else(|| path.to_path_buf())
-        .display()
-        .to_string()
+/// Stops `origin` with SIGTERM; the panics in its logs (every incarnation of its spec).
+pub async fn stop(origin: Origin) -> Vec<String> {
+    let spec = origin.spec.clone();
+    let _ = origin.terminate(STOP_TIMEOUT).await;
+    testkit::origin::panics(&spec)
+}
+
+/// Runs one case to a report.
+pub async fn run(case: Case, ctx: &Context) -> CaseReport {
+    let name = case.name();
+    match case {
+        Case::DatabaseOutage => execute(&database_outage::Outage(StopMode::Fast), name, ctx).await,
+        Case::DatabaseOutageImmediate => {
+            execute(&database_outage::Outage(StopMode::Immediate), name, ctx).await
+        }
+        Case::OriginKill => execute(&origin_kill::OriginKill, name, ctx).await,
+        Case::RollingRestart => execute(&rolling_restart::RollingRestart, name, ctx).await,
+        Case::SlowClients => execute(&slow_clients::SlowClients, name, ctx).await,
+        Case::Malformed => execute(&malformed::Malformed, name, ctx).await,
+        Case::Secrets => execute(&secrets::Secrets, name, ctx).await,
+        Case::Fuzz => execute(&fuzz::Fuzz, name, ctx).await,
+        Case::DiskFull => execute(&store_faults::DiskFull, name, ctx).await,
+        Case::FilesDeleted => execute(&store_faults::FilesDeleted, name, ctx).await,
+        Case::H2ZeroWindow => execute(&http2_abuse::ZeroWindow, name, ctx).await,
+        Case::H2PrefaceFlood => execute(&http2_abuse::PrefaceFlood, name, ctx).await,
+    }
+}
+
+/// The tail every case shares: a setup error becomes a failed report, never a pass.
+async fn execute<C: FaultCase>(case: &C, name: &'static str, ctx: &Context) -> CaseReport {
+    let started = Instant::now();
+    let result = async {
+        let figures = case.run(&Env::new(ctx, name)?).await?;
+        let checks = C::judge(&figures);
+        Ok::<_, Error>((
+            serde_json::to_value(&figures).expect("figures serialise"),
+            checks,
+        ))
+    }
+    .await;
+    match result {
+        Ok((figures, checks)) => CaseReport::new(name, started.elapsed(), figures, checks),
+        Err(error) => CaseReport::failed_to_run(name, started.elapsed(), error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names_are_the_command_line_names() {
+        let names: Vec<&str> = Case::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "malformed",
+                "secrets",
+                "disk-full",
+                "files-deleted",
+                "h2-zero-window",
+                "h2-preface-flood",
+                "database-outage",
+                "database-outage-immediate",
+                "origin-kill",
+                "rolling-restart",
+                "slow-clients",
+                "fuzz"
+            ]
+        );
+        assert!(Case::FAST.iter().all(|c| Case::ALL.contains(c)));
+        for case in Case::ALL {
+            let parsed = Case::from_str(case.name(), false).expect("a command-line name");
+            assert_eq!(parsed, case, "{} is its own command-line name", case.name());
+        }
+    }
 }
