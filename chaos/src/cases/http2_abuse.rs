@@ -20,7 +20,6 @@ use super::{Env, FaultCase};
 use crate::load::Latencies;
 use crate::report::{ms, Checks};
 use crate::Error;
-use testkit::origin::Origin;
 use testkit::probe;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -82,7 +81,7 @@ impl FaultCase for ZeroWindow {
         };
         let (idle, _) = normal_requests(origin.addr()).await;
         figures.idle = idle;
-        figures.rss_baseline_mib = rss_mib(&origin)?;
+        figures.rss_baseline_mib = rss_of(origin.pid)?;
 
         let mut attackers = Vec::with_capacity(ZERO_WINDOW_CONNECTIONS);
         let authority = origin.addr().to_string();
@@ -112,7 +111,7 @@ impl FaultCase for ZeroWindow {
         // second) are asynchronous: poll until it is back within the slack, at most 5 s.
         let settle_until = Instant::now() + Duration::from_secs(5);
         figures.rss_after_mib = loop {
-            let rss = rss_mib(&origin)?;
+            let rss = rss_of(origin.pid)?;
             if rss - figures.rss_baseline_mib < RSS_RETURN_SLACK_MIB
                 || Instant::now() >= settle_until
             {
@@ -171,7 +170,7 @@ impl FaultCase for ZeroWindow {
                 f.idle.p99_ms, f.under_attack.p99_ms, f.normal_failures
             ),
         );
-        checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
+        checks.no_panic("no panic", &f.panics);
         checks
     }
 }
@@ -272,7 +271,7 @@ impl FaultCase for PrefaceFlood {
                 f.closed_by_origin, f.flood_connections
             ),
         );
-        checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
+        checks.no_panic("no panic", &f.panics);
         checks
     }
 }
@@ -338,12 +337,12 @@ async fn closed_within(streams: &mut [TcpStream], timeout: Duration) -> usize {
 /// Waits until the process used under 10 ms of CPU in a 100 ms window (at most `limit`).
 async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, Error> {
     let started = Instant::now();
-    let mut before = cpu_ticks(pid)?;
-    // Clock ticks are 10 ms (USER_HZ = 100): under one tick per 100 ms is idle.
+    let mut before = cpu_seconds(pid)?;
+    // Clock ticks are 10 ms (USER_HZ = 100): under one tick (0.01 s) per 100 ms is idle.
     while started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = cpu_ticks(pid)?;
-        if now - before < 1 {
+        let now = cpu_seconds(pid)?;
+        if now - before < 0.005 {
             return Ok(started.elapsed());
         }
         before = now;
@@ -353,25 +352,12 @@ async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, Error> {
     )))
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, Error> {
+/// utime + stime of a process, read the way the capacity benchmark reads it.
+fn cpu_seconds(pid: u32) -> Result<f64, Error> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    // utime and stime are fields 14 and 15 of stat(5); here 11 and 12 (state is index 0).
-    match (field(11), field(12)) {
-        (Some(user), Some(system)) => Ok(user + system),
-        _ => Err(Error::Tool(format!("cannot read CPU times from {path}"))),
-    }
-}
-
-fn rss_mib(origin: &Origin) -> Result<f64, Error> {
-    rss_of(origin.pid)
+    loadtest::bench::capacity::cpu_seconds_of(&stat)
+        .ok_or_else(|| Error::Tool(format!("cannot read CPU times from {path}")))
 }
 
 fn rss_of(pid: u32) -> Result<f64, Error> {
@@ -465,18 +451,12 @@ mod tests {
         crate::report::assert_each_break_fails::<ZeroWindowFigures>(
             || good.clone(),
             |f| ZeroWindow::judge(f).passed(),
-            vec![
-                ("memory unbounded", Box::new(|f| f.rss_peak_mib = 500.0)),
-                ("memory kept", Box::new(|f| f.rss_after_mib = 200.0)),
-                (
-                    "stalled connections kept",
-                    Box::new(|f| f.closed_by_origin = 10),
-                ),
-                (
-                    "normal clients slowed",
-                    Box::new(|f| f.under_attack.p99_ms = 9.0),
-                ),
-                ("normal clients failed", Box::new(|f| f.normal_failures = 1)),
+            breaks![ZeroWindowFigures;
+                "memory unbounded" => |f| f.rss_peak_mib = 500.0,
+                "memory kept" => |f| f.rss_after_mib = 200.0,
+                "stalled connections kept" => |f| f.closed_by_origin = 10,
+                "normal clients slowed" => |f| f.under_attack.p99_ms = 9.0,
+                "normal clients failed" => |f| f.normal_failures = 1,
             ],
         );
         let fast_run = ZeroWindowFigures {

@@ -306,7 +306,7 @@ impl FaultCase for Malformed {
             f.counter_after == f.counter_before,
             format!("counter {} → {}", f.counter_before, f.counter_after),
         );
-        checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
+        checks.no_panic("no panic", &f.panics);
         checks
     }
 }

@@ -15,11 +15,14 @@ pub mod secrets;
 pub mod slow_clients;
 pub mod store_faults;
 
+use std::fs::File;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use serde::Serialize;
+use tokio::process::{Child, Command};
 
 use crate::database::StopMode;
 use crate::report::{CaseReport, Checks};
@@ -42,8 +45,21 @@ pub trait FaultCase {
     fn judge(figures: &Self::Figures) -> Checks;
 }
 
+/// Every case, in the order a run takes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Case {
+    /// A raw-socket corpus of malformed requests (chaos/corpus/malformed/).
+    Malformed,
+    /// No database password or origin-verify header value in logs or answers under failure.
+    Secrets,
+    /// The embedded store's disk fills up under write load (a 4 MiB tmpfs; needs root).
+    DiskFull,
+    /// The embedded store's files are deleted under write load.
+    FilesDeleted,
+    /// 1,500 HTTP/2 connections with a zero flow-control window and 256 streams each.
+    H2ZeroWindow,
+    /// 1,200 connections that send only the HTTP/2 preface, at MAX_CONNECTIONS=200.
+    H2PrefaceFlood,
     /// PostgreSQL stopped (`pg_ctl stop -m fast`) and restarted under write load.
     DatabaseOutage,
     /// The same with `-m immediate`: backends die mid-statement (ambiguous outcomes).
@@ -54,97 +70,79 @@ pub enum Case {
     RollingRestart,
     /// slowhttptest slowloris and slow-body attacks while normal requests are measured.
     SlowClients,
-    /// A raw-socket corpus of malformed requests (chaos/corpus/malformed/).
-    Malformed,
-    /// No database password or origin-verify header value in logs or answers under failure.
-    Secrets,
     /// cargo-fuzz on every parser of untrusted input, for a bounded time each.
     Fuzz,
-    /// The embedded store's disk fills up under write load (a 4 MiB tmpfs; needs root).
-    DiskFull,
-    /// The embedded store's files are deleted under write load.
-    FilesDeleted,
-    /// 1,500 HTTP/2 connections with a zero flow-control window and 256 streams each.
-    H2ZeroWindow,
-    /// 1,200 connections that send only the HTTP/2 preface, at MAX_CONNECTIONS=200.
-    H2PrefaceFlood,
 }
 
 impl Case {
-    pub const FAST: [Case; 9] = [
-        Case::Malformed,
-        Case::Secrets,
-        Case::DiskFull,
-        Case::FilesDeleted,
-        Case::H2ZeroWindow,
-        Case::H2PrefaceFlood,
-        Case::DatabaseOutage,
-        Case::OriginKill,
-        Case::RollingRestart,
-    ];
-    pub const ALL: [Case; 12] = [
-        Case::Malformed,
-        Case::Secrets,
-        Case::DiskFull,
-        Case::FilesDeleted,
-        Case::H2ZeroWindow,
-        Case::H2PrefaceFlood,
-        Case::DatabaseOutage,
-        Case::DatabaseOutageImmediate,
-        Case::OriginKill,
-        Case::RollingRestart,
-        Case::SlowClients,
-        Case::Fuzz,
-    ];
+    /// The cases of `--fast` (the test command), or all of them.
+    pub fn selected(fast: bool) -> Vec<Case> {
+        let full_only = [Case::DatabaseOutageImmediate, Case::SlowClients, Case::Fuzz];
+        Case::value_variants()
+            .iter()
+            .filter(|case| !(fast && full_only.contains(*case)))
+            .copied()
+            .collect()
+    }
 
     /// The name on the command line, in `chaos.json` and of the case's directory.
-    pub fn name(self) -> &'static str {
-        match self {
-            Case::DatabaseOutage => "database-outage",
-            Case::DatabaseOutageImmediate => "database-outage-immediate",
-            Case::OriginKill => "origin-kill",
-            Case::RollingRestart => "rolling-restart",
-            Case::SlowClients => "slow-clients",
-            Case::Malformed => "malformed",
-            Case::Secrets => "secrets",
-            Case::Fuzz => "fuzz",
-            Case::DiskFull => "disk-full",
-            Case::FilesDeleted => "files-deleted",
-            Case::H2ZeroWindow => "h2-zero-window",
-            Case::H2PrefaceFlood => "h2-preface-flood",
-        }
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no case is hidden")
+            .get_name()
+            .to_string()
     }
 }
 
-/// What every case may use.
-#[derive(Clone, Debug)]
+/// What every case may use: the command line of `chaos`.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "chaos",
+    about = "Fault cases for the Counter Service origin (all traffic on loopback)"
+)]
 pub struct Context {
-    pub origin_binary: PathBuf,
-    /// `TEST_DATABASE_URL`; the PostgreSQL cases fail without it.
-    pub database: Option<Database>,
-    /// `TEST_PG_BIN_DIR` (where `pg_ctl` is); PATH otherwise.
-    pub pg_bin_dir: Option<PathBuf>,
-    pub haproxy: PathBuf,
-    pub slowhttptest: PathBuf,
-    pub out: PathBuf,
-    /// The cargo-fuzz directory (`fuzz/`).
-    pub fuzz_dir: PathBuf,
-    pub fuzz_seconds: u64,
-    /// The test command's short run rather than `make chaos`'s longer one.
+    /// Cases to run (default: all, or the fast ones with --fast).
+    #[arg(value_enum)]
+    pub cases: Vec<Case>,
+    /// The short run of the test command: fewer requests, shorter outages, only the fast cases.
+    #[arg(long)]
     pub fast: bool,
+    /// The `counter-origin` binary under test.
+    #[arg(long = "origin", default_value = "target/debug/counter-origin")]
+    pub origin_binary: PathBuf,
+    /// Superuser URL of the throwaway PostgreSQL (scripts/lib/postgres.sh exports it); the
+    /// PostgreSQL cases fail without it.
+    #[arg(long, env = "TEST_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory of `pg_ctl` (scripts/lib/postgres.sh exports it); PATH otherwise.
+    #[arg(long, env = "TEST_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    #[arg(long, default_value = "haproxy")]
+    pub haproxy: PathBuf,
+    #[arg(long, default_value = "slowhttptest")]
+    pub slowhttptest: PathBuf,
+    /// The cargo-fuzz directory.
+    #[arg(long, default_value = "fuzz")]
+    pub fuzz_dir: PathBuf,
+    /// How long each fuzz target runs.
+    #[arg(long, default_value_t = 30)]
+    pub fuzz_seconds: u64,
+    /// Figures (`chaos.json`) and each case's logs go here.
+    #[arg(long, default_value = "artifacts/chaos")]
+    pub out: PathBuf,
 }
 
 /// One case's run: the shared context, its name and a fresh directory for its logs and
 /// generated files, and the setup most cases start from.
 pub struct Env<'a> {
     pub ctx: &'a Context,
-    pub name: &'static str,
+    pub name: String,
     pub dir: PathBuf,
 }
 
 impl<'a> Env<'a> {
-    fn new(ctx: &'a Context, name: &'static str) -> Result<Self, Error> {
-        let dir = ctx.out.join(name);
+    fn new(ctx: &'a Context, name: String) -> Result<Self, Error> {
+        let dir = ctx.out.join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         Ok(Self { ctx, name, dir })
@@ -169,19 +167,40 @@ impl<'a> Env<'a> {
         )?)
     }
 
-    pub fn database(&self) -> Result<&'a Database, Error> {
-        self.ctx.database.as_ref().ok_or_else(|| {
+    pub fn database(&self) -> Result<Database, Error> {
+        let admin_url = self.ctx.database_url.clone().ok_or_else(|| {
             Error::Setup(
                 "TEST_DATABASE_URL is not set: run through scripts/chaos.sh or scripts/test-chaos.sh \
                  (they start a throwaway PostgreSQL)"
                     .into(),
             )
-        })
+        })?;
+        Ok(Database { admin_url })
     }
 
     /// A fresh PostgreSQL database named after the case; its URL.
     pub async fn fresh_database(&self) -> Result<String, Error> {
-        Ok(self.database()?.fresh(self.name).await?)
+        Ok(self.database()?.fresh(&self.name).await?)
+    }
+
+    /// Starts a tool the case drives (HAProxy, an attacker), its output in `<dir>/<log>`; killed
+    /// when the child is dropped, so no tool outlives its case.
+    pub fn spawn(&self, mut command: Command, log: &str) -> Result<Child, Error> {
+        let path = self.dir.join(log);
+        let file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+        let copy = file.try_clone().map_err(|e| Error::io(path.display(), e))?;
+        let program = command
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
+        command
+            .stdin(Stdio::null())
+            .stdout(copy)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::io(format!("cannot start {program}"), e))
     }
 
     /// An empty data directory for the embedded store (`DATA_DIR`).
@@ -190,6 +209,22 @@ impl<'a> Env<'a> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         Ok(dir.display().to_string())
     }
+}
+
+/// Asks `probe` every 20 ms until it yields a value, at most `bound`.
+pub async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+    bound: Duration,
+    mut probe: impl FnMut() -> F,
+) -> Option<T> {
+    let until_some = async {
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(bound, until_some).await.ok()
 }
 
 /// Stops `origin` with SIGTERM; the panics in its logs (every incarnation of its spec).
@@ -221,10 +256,10 @@ pub async fn run(case: Case, ctx: &Context) -> CaseReport {
 }
 
 /// The tail every case shares: a setup error becomes a failed report, never a pass.
-async fn execute<C: FaultCase>(case: &C, name: &'static str, ctx: &Context) -> CaseReport {
+async fn execute<C: FaultCase>(case: &C, name: String, ctx: &Context) -> CaseReport {
     let started = Instant::now();
     let result = async {
-        let figures = case.run(&Env::new(ctx, name)?).await?;
+        let figures = case.run(&Env::new(ctx, name.clone())?).await?;
         let checks = C::judge(&figures);
         Ok::<_, Error>((
             serde_json::to_value(&figures).expect("figures serialise"),
@@ -233,8 +268,8 @@ async fn execute<C: FaultCase>(case: &C, name: &'static str, ctx: &Context) -> C
     }
     .await;
     match result {
-        Ok((figures, checks)) => CaseReport::new(name, started.elapsed(), figures, checks),
-        Err(error) => CaseReport::failed_to_run(name, started.elapsed(), error.to_string()),
+        Ok((figures, checks)) => CaseReport::new(&name, started.elapsed(), figures, checks),
+        Err(error) => CaseReport::failed_to_run(&name, started.elapsed(), error.to_string()),
     }
 }
 
@@ -243,10 +278,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn case_names_are_the_command_line_names() {
-        let names: Vec<&str> = Case::ALL.iter().map(|c| c.name()).collect();
+    fn the_test_command_runs_all_but_the_long_cases() {
+        let names =
+            |fast| -> Vec<String> { Case::selected(fast).into_iter().map(Case::name).collect() };
         assert_eq!(
-            names,
+            names(false),
             [
                 "malformed",
                 "secrets",
@@ -262,10 +298,11 @@ mod tests {
                 "fuzz"
             ]
         );
-        assert!(Case::FAST.iter().all(|c| Case::ALL.contains(c)));
-        for case in Case::ALL {
-            let parsed = Case::from_str(case.name(), false).expect("a command-line name");
-            assert_eq!(parsed, case, "{} is its own command-line name", case.name());
-        }
+        let full_only = ["database-outage-immediate", "slow-clients", "fuzz"];
+        let fast: Vec<String> = names(false)
+            .into_iter()
+            .filter(|n| !full_only.contains(&n.as_str()))
+            .collect();
+        assert_eq!(names(true), fast);
     }
 }

@@ -8,8 +8,6 @@
 //! holds between the preStop sleep + drain and the target group's deregistration.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use loadtest::correctness::WriteCheck;
@@ -165,7 +163,7 @@ impl FaultCase for RollingRestart {
         let (frontend, stats) = (testkit::free_addr()?, testkit::free_addr()?);
         let servers: Vec<(&str, SocketAddr)> = vec![("a", specs[0].addr), ("b", specs[1].addr)];
         let config = haproxy_config(frontend, stats, &servers, DRAIN_PERIOD_MS)?;
-        let mut haproxy = start_haproxy(&env.ctx.haproxy, &env.dir, &config, stats).await?;
+        let mut haproxy = start_haproxy(env, &config, stats).await?;
         let result = roll(env, &specs, &mut origins, frontend, stats).await;
         let _ = haproxy.start_kill();
         let _ = haproxy.wait().await;
@@ -214,27 +212,24 @@ impl FaultCase for RollingRestart {
                     .all(|(_, s)| s.went_down >= 1 && s.sessions > 0 && s.status == "UP"),
             format!("{:?}", f.servers),
         );
-        let w = f.writes.as_ref();
-        checks.expect(
+        checks.audit(
             "writes exact (distinct, no gap, no stale answer)",
-            w.is_some_and(|w| w.successes > 0 && load::exact(w)),
-            w.map_or("not audited".into(), |w| {
-                format!("{} writes; violations {:?}", w.successes, w.violations)
-            }),
+            f.writes.as_ref(),
+            |w| w.successes > 0 && load::exact(w),
         );
-        checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
+        checks.no_panic("no panic", &f.panics);
         checks
     }
 }
 
 /// Starts HAProxy in the foreground and waits until its stats page answers.
 async fn start_haproxy(
-    binary: &Path,
-    dir: &Path,
+    env: &Env<'_>,
     config: &str,
     stats: SocketAddr,
 ) -> Result<tokio::process::Child, Error> {
-    let path = dir.join("haproxy.cfg");
+    let binary = &env.ctx.haproxy;
+    let path = env.dir.join("haproxy.cfg");
     std::fs::write(&path, config).map_err(|e| Error::io(path.display(), e))?;
     let check = std::process::Command::new(binary)
         .args(["-c", "-q", "-f"])
@@ -248,21 +243,11 @@ async fn start_haproxy(
             String::from_utf8_lossy(&check.stderr)
         )));
     }
-    let log_path = dir.join("haproxy.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| Error::io(log_path.display(), e))?;
-    let mut child = tokio::process::Command::new(binary)
-        .arg("-db") // foreground, no daemon: it is our child and dies with us
-        .arg("-f")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(
-            log.try_clone()
-                .map_err(|e| Error::io(log_path.display(), e))?,
-        )
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::io(format!("cannot start {}", binary.display()), e))?;
+    let mut command = tokio::process::Command::new(binary);
+    // Foreground, no daemon: it is our child and dies with us.
+    command.arg("-db").arg("-f").arg(&path);
+    let mut child = env.spawn(command, "haproxy.log")?;
+    let log_path = env.dir.join("haproxy.log");
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -296,22 +281,19 @@ async fn server_stats(stats: SocketAddr, server: &str) -> Result<ServerStats, Er
 }
 
 /// Polls HAProxy until `server` is in `status` (UP, DOWN, …), bounded.
-async fn until_status(stats: SocketAddr, server: &str, status: &str) -> Result<Duration, Error> {
-    let started = Instant::now();
-    loop {
-        // Errors too are retried until the bound: HAProxy may not be listening yet.
-        let current = server_stats(stats, server).await;
-        match &current {
-            Ok(current) if current.status == status => return Ok(started.elapsed()),
-            _ if started.elapsed() > Duration::from_secs(20) => {
-                return Err(Error::Timeout(format!(
-                    "HAProxy never reported {server} {status} within 20 s (last: {current:?})"
-                )))
-            }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn until_status(stats: SocketAddr, server: &str, status: &str) -> Result<(), Error> {
+    // Errors too are retried until the bound: HAProxy may not be listening yet.
+    let current = || async move {
+        let current = server_stats(stats, server).await.ok()?;
+        (current.status == status).then_some(())
+    };
+    super::poll(Duration::from_secs(20), current)
+        .await
+        .ok_or_else(|| {
+            Error::Timeout(format!(
+                "HAProxy never reported {server} {status} within 20 s"
+            ))
+        })
 }
 
 async fn roll(
@@ -459,26 +441,14 @@ mod tests {
         crate::report::assert_each_break_fails(
             good,
             |f| RollingRestart::judge(f).passed(),
-            vec![
-                ("a failed request", Box::new(|f| f.failed = 1)),
-                (
-                    "a killed origin",
-                    Box::new(|f| f.restarts[0].exit_code = None),
-                ),
-                (
-                    "HAProxy never noticed",
-                    Box::new(|f| f.servers[1].1.went_down = 0),
-                ),
-                (
-                    "a gap",
-                    Box::new(|f| f.writes.as_mut().unwrap().counter_delta = Some(1001)),
-                ),
-                (
-                    "a duplicate",
-                    Box::new(|f| f.writes.as_mut().unwrap().duplicates = 1),
-                ),
-                ("no writes", Box::new(|f| f.writes = None)),
-                ("a panic", Box::new(|f| f.panics = vec!["panicked".into()])),
+            breaks![Figures;
+                "a failed request" => |f| f.failed = 1,
+                "a killed origin" => |f| f.restarts[0].exit_code = None,
+                "HAProxy never noticed" => |f| f.servers[1].1.went_down = 0,
+                "a gap" => |f| f.writes.as_mut().unwrap().counter_delta = Some(1001),
+                "a duplicate" => |f| f.writes.as_mut().unwrap().duplicates = 1,
+                "no writes" => |f| f.writes = None,
+                "a panic" => |f| f.panics = vec!["panicked".into()],
             ],
         );
     }

@@ -306,11 +306,7 @@ impl FaultCase for Secrets {
                     format!("the refusing server received the password: {reached}"),
                 );
             }
-            checks.expect(
-                &format!("{}: no panic", s.name),
-                s.panics.is_empty(),
-                format!("{:?}", s.panics),
-            );
+            checks.no_panic(&format!("{}: no panic", s.name), &s.panics);
         }
         checks
     }
@@ -324,18 +320,12 @@ async fn probe_scenario(
     let mut origin = spec.spawn()?;
     origin.wait_for("/healthz", 200).await?;
     // The store checker tries the database at start-up and every 100 ms: wait for its verdict.
-    let logged = async {
-        loop {
-            let logs = origin::logs(spec);
-            if logs.contains("store not answering") || logs.contains("store ping timed out") {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let logged = || async move {
+        let logs = origin::logs(spec);
+        (logs.contains("store not answering") || logs.contains("store ping timed out"))
+            .then_some(())
     };
-    let failure_logged = tokio::time::timeout(Duration::from_secs(15), logged)
-        .await
-        .is_ok();
+    let failure_logged = super::poll(Duration::from_secs(15), logged).await.is_some();
     let header = [("X-Origin-Verify", secrets.origin_verify.as_str())];
     let timeout = Duration::from_secs(10);
     let mut answers = Vec::new();
@@ -423,35 +413,14 @@ mod tests {
         crate::report::assert_each_break_fails(
             good,
             passes,
-            vec![
-                (
-                    "password in a log",
-                    Box::new(|s| s.password_leaks = vec!["…".into()]),
-                ),
-                (
-                    "header value in a log",
-                    Box::new(|s| s.origin_verify_leaks = vec!["…".into()]),
-                ),
-                (
-                    "failure never logged",
-                    Box::new(|s| s.failure_logged = false),
-                ),
-                (
-                    "another failure than staged",
-                    Box::new(|s| s.expected_cause_logged = false),
-                ),
-                (
-                    "URL not logged",
-                    Box::new(|s| s.redacted_url_logged = false),
-                ),
-                (
-                    "password never sent",
-                    Box::new(|s| s.password_reached_the_database = Some(false)),
-                ),
-                (
-                    "not a 503",
-                    Box::new(|s| s.answers_503_with_retry_after = false),
-                ),
+            breaks![Scenario;
+                "password in a log" => |s| s.password_leaks = vec!["…".into()],
+                "header value in a log" => |s| s.origin_verify_leaks = vec!["…".into()],
+                "failure never logged" => |s| s.failure_logged = false,
+                "another failure than staged" => |s| s.expected_cause_logged = false,
+                "URL not logged" => |s| s.redacted_url_logged = false,
+                "password never sent" => |s| s.password_reached_the_database = Some(false),
+                "not a 503" => |s| s.answers_503_with_retry_after = false,
             ],
         );
     }

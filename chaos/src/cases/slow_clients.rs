@@ -8,8 +8,6 @@
 //! `REQUEST_TIMEOUT_MS=5000`): the attacks are measured while they are in full force, then the
 //! case waits for the origin to shed them.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,20 +154,15 @@ impl FaultCase for SlowClients {
                     ..Round::default()
                 };
                 let started = Instant::now();
-                let mut attacker = start_attack(&env.ctx.slowhttptest, &env.dir, mode, &url)?;
-                let ramp = async {
-                    loop {
-                        let open = established(port);
-                        figures.peak_connections = figures.peak_connections.max(open);
-                        if open >= in_force {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                let mut attacker = start_attack(env, mode, &url)?;
+                let ramp = || {
+                    let open = established(port);
+                    figures.peak_connections = figures.peak_connections.max(open);
+                    std::future::ready((open >= in_force).then_some(()))
                 };
-                let ramped = tokio::time::timeout(Duration::from_secs(5), ramp).await;
+                let ramped = super::poll(Duration::from_secs(5), ramp).await;
                 figures.ramp_ms = ms(started.elapsed());
-                if ramped.is_err() {
+                if ramped.is_none() {
                     let _ = attacker.start_kill();
                     return Err(Error::Tool(format!(
                     "{mode}: only {} of {ATTACK_CONNECTIONS} connections opened in 5 s (see {})",
@@ -183,12 +176,7 @@ impl FaultCase for SlowClients {
                     // The attacker is still connected and trickling: only the origin's own
                     // timeouts can close those connections now.
                     let measured_at = Instant::now();
-                    let shed = async {
-                        while established(port) > plan.connections + SHED_SLACK {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    };
-                    if tokio::time::timeout(SHED_BOUND, shed).await.is_ok() {
+                    if at_most(port, plan.connections + SHED_SLACK, SHED_BOUND).await {
                         attack.shed_after_ms = Some(ms(measured_at.elapsed()));
                     }
                     attack.still_open = established(port).saturating_sub(plan.connections);
@@ -197,12 +185,7 @@ impl FaultCase for SlowClients {
                 let _ = attacker.wait().await;
                 // Earlier rounds: the killed attacker's sockets close at once; start the next idle
                 // window only when they are gone.
-                let drained = async {
-                    while established(port) > plan.connections + SHED_SLACK {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+                at_most(port, plan.connections + SHED_SLACK, Duration::from_secs(10)).await;
                 figures.under_attack = Measured::of(&under?);
                 attack.rounds.push(figures);
             }
@@ -281,7 +264,7 @@ impl FaultCase for SlowClients {
                 ),
             );
         }
-        checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
+        checks.no_panic("no panic", &f.panics);
         checks
     }
 }
@@ -298,45 +281,36 @@ async fn measure(url: &str, plan: &Plan) -> Result<RunResult, Error> {
 
 /// slowhttptest in slowloris (`-H`) or slow-body (`-B`) mode, for longer than the case needs
 /// (it is killed when the measurement is done).
-fn start_attack(
-    binary: &Path,
-    dir: &Path,
-    mode: &str,
-    url: &str,
-) -> Result<tokio::process::Child, Error> {
-    let path = dir.join(format!("{mode}.log"));
-    let log = std::fs::File::create(&path).map_err(|e| Error::io(path.display(), e))?;
-    let mut command = tokio::process::Command::new(binary);
+fn start_attack(env: &Env<'_>, mode: &str, url: &str) -> Result<tokio::process::Child, Error> {
+    let mut command = tokio::process::Command::new(&env.ctx.slowhttptest);
     match mode {
         // A header line every 5 s: the head never completes.
-        "slowloris" => command
-            .args(["-H", "-i", "5", "-x", "24"])
-            .arg("-u")
-            .arg(format!("{url}/api/counter")),
+        "slowloris" => command.args(["-H", "-i", "5", "-x", "24"]),
         // Declares 1000 bytes (under the 1 KB body limit, so the origin must wait for them) and
         // sends 10 every 2 s: only the request deadline ends it.
-        _ => command
-            .args(["-B", "-i", "2", "-s", "1000", "-x", "10"])
-            .arg("-u")
-            .arg(format!("{url}/api/counter")),
+        _ => command.args(["-B", "-i", "2", "-s", "1000", "-x", "10"]),
     };
-    command
-        .args([
-            "-c",
-            &ATTACK_CONNECTIONS.to_string(),
-            "-r",
-            "1000",
-            "-l",
-            "60",
-            "-p",
-            "3",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| Error::io(path.display(), e))?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::io(format!("cannot start {}", binary.display()), e))
+    let connections = ATTACK_CONNECTIONS.to_string();
+    command.arg("-u").arg(format!("{url}/api/counter")).args([
+        "-c",
+        &connections,
+        "-r",
+        "1000",
+        "-l",
+        "60",
+        "-p",
+        "3",
+    ]);
+    env.spawn(command, &format!("{mode}.log"))
+}
+
+/// Waits until at most `most` connections are open at `port`, within `bound`; whether they were.
+async fn at_most(port: u16, most: usize, bound: Duration) -> bool {
+    super::poll(bound, || async move {
+        (established(port) <= most).then_some(())
+    })
+    .await
+    .is_some()
 }
 
 /// Established TCP connections whose local port is `port` (the origin's side of each), from
@@ -418,27 +392,12 @@ mod tests {
         crate::report::assert_each_break_fails(
             good,
             passes,
-            vec![
-                (
-                    "p99 doubled and more",
-                    Box::new(|a| a.under_attack_p99_ms = 2.1),
-                ),
-                (
-                    "errors under attack",
-                    Box::new(|a| a.under_attack_errors = 1),
-                ),
-                (
-                    "attack never in force",
-                    Box::new(|a| a.rounds[1].peak_connections = 100),
-                ),
-                (
-                    "connections never shed",
-                    Box::new(|a| a.shed_after_ms = None),
-                ),
-                (
-                    "a window whose count was not exact",
-                    Box::new(|a| a.rounds[2].under_attack.writes_exact = false),
-                ),
+            breaks![Attack;
+                "p99 doubled and more" => |a| a.under_attack_p99_ms = 2.1,
+                "errors under attack" => |a| a.under_attack_errors = 1,
+                "attack never in force" => |a| a.rounds[1].peak_connections = 100,
+                "connections never shed" => |a| a.shed_after_ms = None,
+                "a window whose count was not exact" => |a| a.rounds[2].under_attack.writes_exact = false,
             ],
         );
     }

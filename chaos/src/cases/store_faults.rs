@@ -96,16 +96,10 @@ impl FaultCase for DiskFull {
 
     fn judge(f: &DiskFullFigures) -> Checks {
         let mut checks = Checks::default();
-        let w = f.writes.as_ref();
-        checks.expect(
+        checks.audit(
             "exact count: the counter moved by the number of 200s, every value distinct",
-            w.is_some_and(|w| w.successes > 0 && load::exact(w)),
-            w.map_or("not audited".into(), |w| {
-                format!(
-                    "{} 200s, counter {} → {:?} ({:?} counted), {} duplicates; outcomes {:?}",
-                    w.successes, w.before, w.after, w.counter_delta, w.duplicates, f.outcomes
-                )
-            }),
+            f.writes.as_ref(),
+            |w| w.successes > 0 && load::exact(w),
         );
         checks.expect(
             "the full disk failed increments, and they were answered 503",
@@ -128,7 +122,7 @@ impl FaultCase for DiskFull {
             f.incident_log_lines == 1,
             format!("{} lines saying {INCIDENT_LINE:?}", f.incident_log_lines),
         );
-        checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
+        checks.no_panic("no panic", &f.panics);
         checks
     }
 }
@@ -219,7 +213,7 @@ impl FaultCase for FilesDeleted {
             f.duplicates == 0,
             format!("{} duplicates", f.duplicates),
         );
-        checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
+        checks.no_panic("no panic", &f.panics);
         checks
     }
 }
@@ -311,31 +305,16 @@ mod tests {
         crate::report::assert_each_break_fails(
             disk_full,
             |f| DiskFull::judge(f).passed(),
-            vec![
-                (
-                    "a 200 not counted",
-                    Box::new(|f| writes(f).counter_delta = Some(399)),
-                ),
-                (
-                    "an increment counted without a 200",
-                    Box::new(|f| writes(f).counter_delta = Some(401)),
-                ),
-                (
-                    "a value handed out twice",
-                    Box::new(|f| writes(f).duplicates = 1),
-                ),
-                ("no closing sentinel", Box::new(|f| f.writes = None)),
-                ("the fault never bit", Box::new(|f| f.failed_while_full = 0)),
-                (
-                    "readiness stayed 200",
-                    Box::new(|f| f.unready_after_fill_ms = None),
-                ),
-                (
-                    "never ready again",
-                    Box::new(|f| f.ready_after_free_ms = None),
-                ),
-                ("logged per failure", Box::new(|f| f.incident_log_lines = 7)),
-                ("not logged", Box::new(|f| f.incident_log_lines = 0)),
+            breaks![DiskFullFigures;
+                "a 200 not counted" => |f| writes(f).counter_delta = Some(399),
+                "an increment counted without a 200" => |f| writes(f).counter_delta = Some(401),
+                "a value handed out twice" => |f| writes(f).duplicates = 1,
+                "no closing sentinel" => |f| f.writes = None,
+                "the fault never bit" => |f| f.failed_while_full = 0,
+                "readiness stayed 200" => |f| f.unready_after_fill_ms = None,
+                "never ready again" => |f| f.ready_after_free_ms = None,
+                "logged per failure" => |f| f.incident_log_lines = 7,
+                "not logged" => |f| f.incident_log_lines = 0,
             ],
         );
     }
@@ -352,17 +331,11 @@ mod tests {
         crate::report::assert_each_break_fails(
             good,
             |f| FilesDeleted::judge(f).passed(),
-            vec![
-                (
-                    "a 200 after the deletion",
-                    Box::new(|f| f.ok_sent_after_delete = 1),
-                ),
-                (
-                    "readiness stayed 200",
-                    Box::new(|f| f.unready_after_delete_ms = None),
-                ),
-                ("silent", Box::new(|f| f.deleted_log_lines = 0)),
-                ("a duplicate", Box::new(|f| f.duplicates = 1)),
+            breaks![FilesDeletedFigures;
+                "a 200 after the deletion" => |f| f.ok_sent_after_delete = 1,
+                "readiness stayed 200" => |f| f.unready_after_delete_ms = None,
+                "silent" => |f| f.deleted_log_lines = 0,
+                "a duplicate" => |f| f.duplicates = 1,
             ],
         );
     }
