@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
+use crate::Error;
+
 /// Bound on `pg_ctl stop`/`start` (`-t`), crash recovery after `immediate` included.
 const PG_CTL_TIMEOUT_S: u32 = 60;
 
@@ -42,20 +44,20 @@ pub struct ServerControl {
 }
 
 impl ServerControl {
-    pub async fn discover(admin_url: &str, bin_dir: Option<PathBuf>) -> Result<Self, String> {
+    pub async fn discover(admin_url: &str, bin_dir: Option<PathBuf>) -> Result<Self, Error> {
         let admin = testkit::database::connect(admin_url).await?;
         let data_dir: String = admin
             .query_one("SHOW data_directory", &[])
             .await
-            .map_err(|e| format!("SHOW data_directory (a superuser is needed): {e}"))?
+            .map_err(|e| Error::Setup(format!("SHOW data_directory (a superuser is needed): {e}")))?
             .get(0);
         let data_dir = PathBuf::from(data_dir);
         let meta = std::fs::metadata(&data_dir).map_err(|e| {
-            format!(
+            Error::Setup(format!(
                 "the database's data directory {} is not on this machine ({e}): the outage case \
                  needs the throwaway server of scripts/lib/postgres.sh (leave DATABASE_URL unset)",
                 data_dir.display()
-            )
+            ))
         })?;
         let pg_ctl = match bin_dir {
             Some(dir) => dir.join("pg_ctl"),
@@ -75,7 +77,7 @@ impl ServerControl {
         })
     }
 
-    async fn pg_ctl(&self, args: &[&str]) -> Result<Duration, String> {
+    async fn pg_ctl(&self, args: &[&str]) -> Result<Duration, Error> {
         let started = Instant::now();
         let mut command = Command::new(&self.pg_ctl);
         command
@@ -90,27 +92,27 @@ impl ServerControl {
         let output = command
             .output()
             .await
-            .map_err(|e| format!("cannot run {}: {e}", self.pg_ctl.display()))?;
+            .map_err(|e| Error::io(format!("cannot run {}", self.pg_ctl.display()), e))?;
         if !output.status.success() {
-            return Err(format!(
+            return Err(Error::Tool(format!(
                 "pg_ctl {} failed: {}{}",
                 args.join(" "),
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
-            ));
+            )));
         }
         Ok(started.elapsed())
     }
 
     /// Stops the server and waits until it is down.
-    pub async fn stop(&self, mode: StopMode) -> Result<Duration, String> {
+    pub async fn stop(&self, mode: StopMode) -> Result<Duration, Error> {
         let timeout = PG_CTL_TIMEOUT_S.to_string();
         self.pg_ctl(&["-m", mode.as_str(), "-w", "-t", &timeout, "stop"])
             .await
     }
 
     /// Starts the server (same configuration, same port) and waits until it accepts connections.
-    pub async fn start(&self) -> Result<Duration, String> {
+    pub async fn start(&self) -> Result<Duration, Error> {
         let timeout = PG_CTL_TIMEOUT_S.to_string();
         let log = self.log.display().to_string();
         self.pg_ctl(&["-l", &log, "-w", "-t", &timeout, "start"])

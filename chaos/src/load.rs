@@ -1,22 +1,26 @@
 //! Load that keeps every answer: the fault cases judge individual requests against the moment a
 //! fault was injected (which failed during the outage, how fast, which were in flight at the
 //! cut), so unlike `loadtest run` this driver records each request instead of histograms only.
-//! It reuses the load tester's keep-alive client and its write ledger (stale-answer detection).
+//! It reuses the load tester's keep-alive client, and its write ledger and exact-count audit
+//! ([`Finished::audit`], between two sentinel POSTs) for every case that writes.
 //!
 //! Closed loop: each connection sends its next request when the previous one is answered, after
 //! a short pause when it failed (a retrying client backs off; without it a refused connection
 //! would spin a core that the server under test needs).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use loadtest::correctness::WriteLedger;
+use loadtest::correctness::{WriteCheck, WriteLedger};
 use serde::Serialize;
 use testkit::client::{Connection, Endpoint, Op, RequestError};
+use testkit::probe;
 
 use crate::report::ms;
+use crate::Error;
 
 #[derive(Clone, Debug)]
 pub struct LoadPlan {
@@ -28,6 +32,19 @@ pub struct LoadPlan {
     pub pause_after_failure: Duration,
     /// Hard stop even if nobody calls [`Load::stop`].
     pub max_duration: Duration,
+}
+
+impl LoadPlan {
+    /// `connections` closed-loop writers: every request a POST.
+    pub fn writes(connections: usize) -> Self {
+        Self {
+            connections,
+            write_every: 1,
+            timeout: Duration::from_secs(10),
+            pause_after_failure: Duration::from_millis(10),
+            max_duration: Duration::from_secs(120),
+        }
+    }
 }
 
 /// One request and what came of it.
@@ -76,6 +93,69 @@ pub struct Finished {
     pub elapsed: Duration,
 }
 
+impl Finished {
+    /// The values of the successful writes.
+    pub fn write_values(&self) -> Vec<i64> {
+        self.records
+            .iter()
+            .filter(|r| r.op == Op::Write)
+            .filter_map(|r| r.outcome.ok())
+            .collect()
+    }
+
+    /// Failed writes that reached the origin without the client learning their outcome.
+    pub fn uncertain_writes(&self) -> u64 {
+        self.records
+            .iter()
+            .filter(|r| r.op == Op::Write)
+            .filter_map(|r| r.outcome.err())
+            .filter(|e| e.write_may_have_counted())
+            .count() as u64
+    }
+
+    /// The load tester's exact-count audit: `before` and `after` are the values of the sentinel
+    /// POSTs around the load (`after` unknown when the store was lost), `uncertain` how many
+    /// increments may have been counted without an answer.
+    pub fn audit(&self, before: i64, after: Option<i64>, uncertain: u64) -> WriteCheck {
+        loadtest::correctness::check(
+            self.write_values(),
+            &self.ledger,
+            before,
+            after,
+            uncertain,
+            true,
+        )
+    }
+}
+
+/// Every `200` value distinct, between the sentinels and fresh.
+pub fn distinct(w: &WriteCheck) -> bool {
+    w.duplicates == 0 && w.out_of_range == 0 && w.stale == 0
+}
+
+/// Distinct, and the counter moved by at least the `200`s and at most the `200`s plus the
+/// uncertain writes (exactly the `200`s when none was uncertain).
+pub fn exact(w: &WriteCheck) -> bool {
+    distinct(w)
+        && w.counter_delta.is_some_and(|delta| {
+            w.successes as i64 <= delta && delta <= (w.successes + w.uncertain) as i64
+        })
+}
+
+/// One POST on its own connection: its value is the counter right after it, an exact reading
+/// that no cache can make stale.
+pub async fn sentinel(addr: SocketAddr) -> Result<i64, Error> {
+    let answer = probe::request(addr, "POST", "/api/counter", &[], Duration::from_secs(10)).await?;
+    testkit::client::parse_value(answer.body.as_bytes())
+        .filter(|_| answer.status == 200)
+        .ok_or_else(|| {
+            Error::Answer(format!(
+                "sentinel POST to {addr} answered {}: {}",
+                answer.status, answer.body
+            ))
+        })
+}
+
 impl Load {
     /// Starts `plan.connections` workers. `floor` is a value every write answer must exceed
     /// (the counter before the load), for the stale-answer check.
@@ -93,6 +173,15 @@ impl Load {
             .map(|index| tokio::spawn(worker(Arc::clone(&shared), index)))
             .collect();
         Self { shared, workers }
+    }
+
+    /// The opening sentinel, then `plan` against `addr`; the sentinel's value.
+    pub async fn after_sentinel(addr: SocketAddr, plan: LoadPlan) -> Result<(Self, i64), Error> {
+        let before = sentinel(addr).await?;
+        let endpoint = Endpoint::resolve(&format!("http://{addr}"))
+            .await
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        Ok((Self::start(Arc::new(endpoint), plan, before), before))
     }
 
     pub fn started(&self) -> Instant {
@@ -114,15 +203,15 @@ impl Load {
     }
 
     /// Waits (polling, bounded) until `n` more POSTs have succeeded than when called.
-    pub async fn until_ok_writes(&self, n: u64, timeout: Duration) -> Result<(), String> {
+    pub async fn until_ok_writes(&self, n: u64, timeout: Duration) -> Result<(), Error> {
         let target = self.ok_writes() + n;
         let deadline = Instant::now() + timeout;
         while self.ok_writes() < target {
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(Error::Timeout(format!(
                     "only {} of {n} successful writes within {timeout:?}",
                     n - (target - self.ok_writes())
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -257,28 +346,6 @@ pub fn outcomes<'a>(
     counts
 }
 
-/// The values of the successful writes.
-pub fn write_values<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<i64> {
-    records
-        .into_iter()
-        .filter(|r| r.op == Op::Write)
-        .filter_map(|r| r.outcome.ok())
-        .collect()
-}
-
-/// Values given to more than one successful write (a broken promise, always).
-pub fn duplicates(values: &[i64]) -> Vec<i64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let mut out: Vec<i64> = sorted
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .collect();
-    out.dedup();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,10 +376,37 @@ mod tests {
     }
 
     #[test]
-    fn finds_duplicate_values() {
-        assert_eq!(duplicates(&[3, 1, 2, 3, 3, 5, 5]), vec![3, 5]);
-        assert!(duplicates(&[1, 2, 3]).is_empty());
-        let reads_do_not_count = [record(Op::Read, 1, Ok(7)), record(Op::Write, 1, Ok(8))];
-        assert_eq!(write_values(&reads_do_not_count), vec![8]);
+    fn audits_the_writes_only() {
+        let finished = Finished {
+            records: vec![
+                record(Op::Read, 1, Ok(7)),
+                record(Op::Write, 1, Ok(8)),
+                record(Op::Write, 1, Err(RequestError::Timeout)),
+                record(Op::Write, 1, Err(RequestError::Connect)),
+            ],
+            ledger: WriteLedger::new(6),
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(finished.write_values(), vec![8]);
+        assert_eq!(
+            finished.uncertain_writes(),
+            1,
+            "a refused connect sent nothing"
+        );
+        // Sentinels 6 and 10: 8 answered, 7 and 9 counted without an answer.
+        let audit = finished.audit(6, Some(10), 1);
+        assert!(distinct(&audit));
+        assert!(
+            !exact(&audit),
+            "two unanswered increments, one uncertain write"
+        );
+        assert!(exact(&finished.audit(6, Some(10), 2)));
+        let mut doubled = finished.audit(6, Some(10), 2);
+        doubled.duplicates = 1;
+        assert!(!exact(&doubled));
+        let mut undercounted = finished.audit(6, Some(10), 2);
+        undercounted.counter_delta = Some(0);
+        assert!(!exact(&undercounted), "a 200 not counted");
+        assert!(!exact(&finished.audit(6, None, 2)), "no closing reading");
     }
 }

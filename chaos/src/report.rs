@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use loadtest::correctness::WriteCheck;
 use serde::Serialize;
 use serde_json::Value;
 use testkit::Machine;
@@ -28,6 +29,28 @@ impl Checks {
             passed,
             detail: detail.into(),
         });
+    }
+
+    /// The check every case makes: nothing in the origin's logs says it panicked.
+    pub fn no_panic(&mut self, name: &str, panics: &[String]) {
+        self.expect(name, panics.is_empty(), format!("{panics:?}"));
+    }
+
+    /// A check on the exact-count audit; a missing audit fails it.
+    pub fn audit(
+        &mut self,
+        name: &str,
+        audit: Option<&WriteCheck>,
+        kept: impl Fn(&WriteCheck) -> bool,
+    ) {
+        let known = |v: Option<i64>| v.map_or("?".into(), |v| v.to_string());
+        let detail = audit.map_or("not audited".into(), |w| {
+            format!(
+                "{} 2xx between the sentinels {} and {}: the counter moved {}, {} writes uncertain; {} duplicated, {} outside, {} stale",
+                w.successes, w.before, known(w.after), known(w.counter_delta), w.uncertain, w.duplicates, w.out_of_range, w.stale
+            )
+        });
+        self.expect(name, audit.is_some_and(kept), detail);
     }
 
     pub fn passed(&self) -> bool {
@@ -133,6 +156,21 @@ pub fn ms(d: Duration) -> f64 {
 /// Ways to break a case's figures, each named, for the tests that prove a judge notices.
 #[cfg(test)]
 pub type Breaks<T> = Vec<(&'static str, Box<dyn Fn(&mut T)>)>;
+
+/// Asserts that the `good` figures pass and that each break makes them fail.
+#[cfg(test)]
+pub fn assert_each_break_fails<T>(
+    good: impl Fn() -> T,
+    passes: impl Fn(&T) -> bool,
+    breaks: Breaks<T>,
+) {
+    assert!(passes(&good()), "the unbroken figures fail");
+    for (what, breaks) in breaks {
+        let mut figures = good();
+        breaks(&mut figures);
+        assert!(!passes(&figures), "{what} went unnoticed");
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -3,23 +3,23 @@
 //!   run into a timeout, and no connection is dropped;
 //! - readiness turns `503` during the outage and `200` after it, and writes succeed again without
 //!   restarting the origin (same process);
-//! - nothing is lost or doubled: `2xx ≤ counter delta ≤ 2xx + ambiguous`, where ambiguous is the
-//!   origin's `counter_increments_total{outcome="ambiguous"}` and never exceeds the writes in
-//!   flight at the cut; every `2xx` value is distinct and within the delta.
+//! - nothing is lost or doubled: between two sentinel POSTs `2xx ≤ counter delta ≤ 2xx +
+//!   ambiguous`, where ambiguous is the origin's `counter_increments_total{outcome="ambiguous"}`
+//!   and never exceeds the writes in flight at the cut; every `2xx` value is distinct, within the
+//!   delta and fresh.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use loadtest::correctness::WriteCheck;
 use serde::Serialize;
-use serde_json::Value;
-use testkit::client::{Endpoint, Op};
+use testkit::client::Op;
 
-use super::Context;
+use super::{Env, FaultCase};
 use crate::database::{ServerControl, StopMode};
 use crate::load::{self, Finished, Latencies, Load, LoadPlan};
 use crate::report::{ms, Checks};
-use testkit::database::counter_value;
-use testkit::origin::{self, OriginSpec};
+use crate::Error;
+use testkit::origin;
 use testkit::probe;
 
 /// The shortest bound an outage answer could be waiting on is the 2 s statement timeout (the
@@ -28,6 +28,9 @@ const FAST_ANSWER_MS: f64 = 1000.0;
 /// Writes reconnect on demand; readiness is re-checked every 100 ms here.
 const RECOVERY_BOUND_MS: f64 = 5000.0;
 const CONNECTIONS: usize = 32;
+
+/// The case, with how `pg_ctl` stops the server.
+pub struct Outage(pub StopMode);
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Figures {
@@ -47,112 +50,162 @@ pub struct Figures {
     pub first_write_after_restart_ms: Option<f64>,
     /// From PostgreSQL accepting again to `/readyz` answering 200.
     pub ready_again_after_ms: f64,
-    pub successes: u64,
-    pub counter_before: i64,
-    pub counter_after: i64,
-    pub counter_delta: i64,
     /// `counter_increments_total{outcome="ambiguous"}` / `{outcome="failed"}` after the run.
     pub ambiguous: u64,
     pub failed: u64,
     pub writes_in_flight_at_cut: usize,
-    pub duplicates: Vec<i64>,
-    pub out_of_range: u64,
-    pub stale: u64,
+    /// The exact-count audit between the sentinels, the ambiguous increments as uncertain.
+    pub writes: Option<WriteCheck>,
     pub same_process: bool,
     pub graceful_exit_code: Option<i32>,
     pub panics: Vec<String>,
 }
 
-pub async fn run(ctx: &Context, name: &str, mode: StopMode) -> Result<(Value, Checks), String> {
-    let database = ctx.database()?;
-    let control = ServerControl::discover(&database.admin_url, ctx.pg_bin_dir.clone()).await?;
-    let url = database.fresh(name).await?;
-    let dir = ctx.case_dir(name)?;
-    let spec = OriginSpec::for_tests(
-        &ctx.origin_binary,
-        "origin",
-        &dir,
-        &[("DATABASE_URL", &url)],
-    )?;
-    let mut origin = spec.start_ready().await?;
-    let pid = origin.pid;
-    let before = counter_value(&url).await?;
-    let endpoint = Arc::new(
-        Endpoint::resolve(&origin.url())
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    let load = Load::start(
-        endpoint,
-        LoadPlan {
+impl FaultCase for Outage {
+    type Figures = Figures;
+
+    async fn run(&self, env: &Env<'_>) -> Result<Figures, Error> {
+        let mode = self.0;
+        let database = env.database()?;
+        let control =
+            ServerControl::discover(&database.admin_url, env.ctx.pg_bin_dir.clone()).await?;
+        let url = env.fresh_database().await?;
+        let spec = env.origin("origin", &[("DATABASE_URL", &url)])?;
+        let mut origin = spec.start_ready().await?;
+        let pid = origin.pid;
+        let (load, before) =
+            Load::after_sentinel(origin.addr(), LoadPlan::writes(CONNECTIONS)).await?;
+        let mut figures = Figures {
+            stop_mode: mode.as_str().into(),
             connections: CONNECTIONS,
-            write_every: 1,
-            timeout: Duration::from_secs(10),
-            pause_after_failure: Duration::from_millis(10),
-            max_duration: Duration::from_secs(120),
-        },
-        before,
-    );
-    let mut figures = Figures {
-        stop_mode: mode.as_str().into(),
-        connections: CONNECTIONS,
-        counter_before: before,
-        ..Figures::default()
-    };
-    load.until_ok_writes(ctx.pick(1000, 5000), Duration::from_secs(30))
-        .await?;
-
-    // The cut. Writes in flight are sampled for as long as pg_ctl takes the server down.
-    let (stopped, in_flight) = max_in_flight_during(&load, control.stop(mode)).await;
-    figures.writes_in_flight_at_cut = in_flight;
-    figures.pg_stop_ms = ms(stopped?);
-    let down_at = load.elapsed();
-    // Everything until the restart runs with the server down; the restart must happen whatever
-    // the outcome, or every later case would find no database.
-    let during = async {
-        let unready =
-            probe::wait_for_status(origin.addr(), "/readyz", 503, Duration::from_secs(10)).await?;
-        // The outage lasts a fixed time on purpose: POSTs keep arriving all along it.
-        let hold = Duration::from_millis(ctx.pick(1500, 4000));
-        tokio::time::sleep(hold.saturating_sub(unready)).await;
-        Ok::<Duration, String>(unready)
-    }
-    .await;
-    let restore_at = load.elapsed();
-    let started = control.start().await;
-    let up_at = load.elapsed();
-    figures.unready_after_ms = ms(during?);
-    figures.pg_start_ms = ms(started?);
-    figures.outage_ms = ms(up_at - down_at);
-
-    let recovery = async {
-        let ready =
-            probe::wait_for_status(origin.addr(), "/readyz", 200, Duration::from_secs(30)).await?;
-        load.until_ok_writes(ctx.pick(1000, 5000), Duration::from_secs(30))
+            ..Figures::default()
+        };
+        load.until_ok_writes(env.pick(1000, 5000), Duration::from_secs(30))
             .await?;
-        Ok::<Duration, String>(ready)
+
+        // The cut. Writes in flight are sampled for as long as pg_ctl takes the server down.
+        let (stopped, in_flight) = max_in_flight_during(&load, control.stop(mode)).await;
+        figures.writes_in_flight_at_cut = in_flight;
+        figures.pg_stop_ms = ms(stopped?);
+        let down_at = load.elapsed();
+        // Everything until the restart runs with the server down; the restart must happen
+        // whatever the outcome, or every later case would find no database.
+        let during = async {
+            let unready =
+                probe::wait_for_status(origin.addr(), "/readyz", 503, Duration::from_secs(10))
+                    .await?;
+            // The outage lasts a fixed time on purpose: POSTs keep arriving all along it.
+            let hold = Duration::from_millis(env.pick(1500, 4000));
+            tokio::time::sleep(hold.saturating_sub(unready)).await;
+            Ok::<Duration, Error>(unready)
+        }
+        .await;
+        let restore_at = load.elapsed();
+        let started = control.start().await;
+        let up_at = load.elapsed();
+        figures.unready_after_ms = ms(during?);
+        figures.pg_start_ms = ms(started?);
+        figures.outage_ms = ms(up_at - down_at);
+
+        let recovery = async {
+            let ready =
+                probe::wait_for_status(origin.addr(), "/readyz", 200, Duration::from_secs(30))
+                    .await?;
+            load.until_ok_writes(env.pick(1000, 5000), Duration::from_secs(30))
+                .await?;
+            Ok::<Duration, Error>(ready)
+        }
+        .await;
+        let finished = load.stop().await;
+        figures.ready_again_after_ms = ms(recovery?);
+        figures.same_process = origin.exited().is_none() && origin.pid == pid;
+
+        let metrics = origin.metrics().await?;
+        let outcome = |o: &str| {
+            probe::sample(&metrics, "counter_increments_total", &[("outcome", o)]).unwrap_or(0.0)
+                as u64
+        };
+        figures.ambiguous = outcome("ambiguous");
+        figures.failed = outcome("failed");
+        let after = load::sentinel(origin.addr()).await?;
+        figures.writes = Some(finished.audit(before, Some(after), figures.ambiguous));
+        tally(&mut figures, &finished, down_at, restore_at, up_at);
+        figures.graceful_exit_code = origin.terminate(super::STOP_TIMEOUT).await.ok();
+        figures.panics = origin::panics(&spec);
+        Ok(figures)
     }
-    .await;
-    let finished = load.stop().await;
-    figures.ready_again_after_ms = ms(recovery?);
-    figures.same_process = origin.exited().is_none() && origin.pid == pid;
 
-    let metrics = origin.metrics().await?;
-    let outcome = |o: &str| {
-        probe::sample(&metrics, "counter_increments_total", &[("outcome", o)]).unwrap_or(0.0) as u64
-    };
-    figures.ambiguous = outcome("ambiguous");
-    figures.failed = outcome("failed");
-    figures.counter_after = counter_value(&url).await?;
-    tally(&mut figures, &finished, down_at, restore_at, up_at);
-    figures.graceful_exit_code = origin.terminate(Duration::from_secs(30)).await.ok();
-    figures.panics = origin::panics(&spec);
-
-    let checks = judge(&figures);
-    Ok((
-        serde_json::to_value(&figures).expect("figures serialise"),
-        checks,
-    ))
+    fn judge(f: &Figures) -> Checks {
+        let mut checks = Checks::default();
+        checks.expect(
+            "503s during the outage",
+            f.during_outage.count > 0 && f.during_outage_non_503 == 0,
+            format!(
+                "{} POSTs during the {:.0} ms outage, {} not answered 503",
+                f.during_outage.count, f.outage_ms, f.during_outage_non_503
+            ),
+        );
+        checks.expect(
+            "fast 503s, not timeouts",
+            f.during_outage.count > 0 && f.during_outage.max_ms < FAST_ANSWER_MS,
+            format!(
+                "outage answers p50 {} ms, p99 {} ms, max {} ms (bound {FAST_ANSWER_MS} ms)",
+                f.during_outage.p50_ms, f.during_outage.p99_ms, f.during_outage.max_ms
+            ),
+        );
+        let other: u64 = f
+            .outcomes
+            .iter()
+            .filter(|(k, _)| k.as_str() != "ok" && k.as_str() != "status_503")
+            .map(|(_, n)| n)
+            .sum();
+        checks.expect(
+            "every failure is a 503 (no timeout, no dropped connection)",
+            other == 0,
+            format!("outcomes {:?}", f.outcomes),
+        );
+        checks.expect(
+            "readiness follows the store",
+            f.unready_after_ms > 0.0 && f.ready_again_after_ms < RECOVERY_BOUND_MS,
+            format!(
+                "/readyz 503 {} ms after the stop, 200 again {} ms after the restart",
+                f.unready_after_ms, f.ready_again_after_ms
+            ),
+        );
+        checks.expect(
+        "recovers without restarting the origin",
+        f.same_process
+            && f
+                .first_write_after_restart_ms
+                .is_some_and(|t| t < RECOVERY_BOUND_MS),
+        format!(
+            "same process: {}; first committed POST {:?} ms after PostgreSQL accepted again (bound {RECOVERY_BOUND_MS} ms)",
+            f.same_process, f.first_write_after_restart_ms
+        ),
+    );
+        let w = f.writes.as_ref();
+        // The ambiguous increments are the audit's uncertain writes.
+        checks.audit("counter delta = 2xx (ambiguous aside)", w, load::exact);
+        checks.expect(
+            "ambiguous ≤ writes in flight at the cut",
+            f.ambiguous as usize <= f.writes_in_flight_at_cut,
+            format!(
+                "{} ambiguous, {} in flight",
+                f.ambiguous, f.writes_in_flight_at_cut
+            ),
+        );
+        checks.audit(
+            "every 2xx value distinct, committed and fresh",
+            w,
+            load::distinct,
+        );
+        checks.expect(
+            "graceful stop afterwards, no panic",
+            f.graceful_exit_code == Some(0) && f.panics.is_empty(),
+            format!("exit {:?}, panics {:?}", f.graceful_exit_code, f.panics),
+        );
+        checks
+    }
 }
 
 /// Runs `work` while sampling the writes in flight every millisecond; returns the maximum.
@@ -192,107 +245,6 @@ fn tally(
         .map(|r| r.done())
         .min()
         .map(|done| ms(done - up_at));
-    let values = load::write_values(records);
-    figures.successes = values.len() as u64;
-    figures.counter_delta = figures.counter_after - figures.counter_before;
-    figures.duplicates = load::duplicates(&values);
-    figures.out_of_range = values
-        .iter()
-        .filter(|&&v| v <= figures.counter_before || v > figures.counter_after)
-        .count() as u64;
-    figures.stale = stale_answers(finished);
-}
-
-/// The ledger's count of writes answered with a value not above one acknowledged before they
-/// were sent (linearisability), read through the load tester's correctness verdict.
-fn stale_answers(finished: &Finished) -> u64 {
-    let values = load::write_values(&finished.records);
-    loadtest::correctness::check(values, &finished.ledger, i64::MIN, None, 0, false).stale
-}
-
-pub fn judge(f: &Figures) -> Checks {
-    let mut checks = Checks::default();
-    checks.expect(
-        "503s during the outage",
-        f.during_outage.count > 0 && f.during_outage_non_503 == 0,
-        format!(
-            "{} POSTs during the {:.0} ms outage, {} not answered 503",
-            f.during_outage.count, f.outage_ms, f.during_outage_non_503
-        ),
-    );
-    checks.expect(
-        "fast 503s, not timeouts",
-        f.during_outage.count > 0 && f.during_outage.max_ms < FAST_ANSWER_MS,
-        format!(
-            "outage answers p50 {} ms, p99 {} ms, max {} ms (bound {FAST_ANSWER_MS} ms)",
-            f.during_outage.p50_ms, f.during_outage.p99_ms, f.during_outage.max_ms
-        ),
-    );
-    let other: u64 = f
-        .outcomes
-        .iter()
-        .filter(|(k, _)| k.as_str() != "ok" && k.as_str() != "status_503")
-        .map(|(_, n)| n)
-        .sum();
-    checks.expect(
-        "every failure is a 503 (no timeout, no dropped connection)",
-        other == 0,
-        format!("outcomes {:?}", f.outcomes),
-    );
-    checks.expect(
-        "readiness follows the store",
-        f.unready_after_ms > 0.0 && f.ready_again_after_ms < RECOVERY_BOUND_MS,
-        format!(
-            "/readyz 503 {} ms after the stop, 200 again {} ms after the restart",
-            f.unready_after_ms, f.ready_again_after_ms
-        ),
-    );
-    checks.expect(
-        "recovers without restarting the origin",
-        f.same_process
-            && f
-                .first_write_after_restart_ms
-                .is_some_and(|t| t < RECOVERY_BOUND_MS),
-        format!(
-            "same process: {}; first committed POST {:?} ms after PostgreSQL accepted again (bound {RECOVERY_BOUND_MS} ms)",
-            f.same_process, f.first_write_after_restart_ms
-        ),
-    );
-    checks.expect(
-        "counter delta = 2xx (ambiguous aside)",
-        f.successes as i64 <= f.counter_delta
-            && f.counter_delta <= f.successes as i64 + f.ambiguous as i64,
-        format!(
-            "delta {} ({} → {}), {} 2xx, {} ambiguous, {} failed (not counted)",
-            f.counter_delta, f.counter_before, f.counter_after, f.successes, f.ambiguous, f.failed
-        ),
-    );
-    checks.expect(
-        "ambiguous ≤ writes in flight at the cut",
-        f.ambiguous as usize <= f.writes_in_flight_at_cut,
-        format!(
-            "{} ambiguous, {} in flight",
-            f.ambiguous, f.writes_in_flight_at_cut
-        ),
-    );
-    checks.expect(
-        "every 2xx value distinct, committed and fresh",
-        f.duplicates.is_empty() && f.out_of_range == 0 && f.stale == 0,
-        format!(
-            "{} duplicated values, {} outside ({}, {}], {} stale",
-            f.duplicates.len(),
-            f.out_of_range,
-            f.counter_before,
-            f.counter_after,
-            f.stale
-        ),
-    );
-    checks.expect(
-        "graceful stop afterwards, no panic",
-        f.graceful_exit_code == Some(0) && f.panics.is_empty(),
-        format!("exit {:?}, panics {:?}", f.graceful_exit_code, f.panics),
-    );
-    checks
 }
 
 #[cfg(test)]
@@ -315,10 +267,15 @@ mod tests {
             unready_after_ms: 120.0,
             ready_again_after_ms: 150.0,
             first_write_after_restart_ms: Some(30.0),
-            successes: 9_000,
-            counter_before: 0,
-            counter_after: 9_002,
-            counter_delta: 9_002,
+            // 9,000 2xx between the sentinels 0 and 9,003: two ambiguous increments counted.
+            writes: Some(loadtest::correctness::check(
+                (1..=9_000).collect(),
+                &loadtest::correctness::WriteLedger::new(0),
+                0,
+                Some(9_003),
+                2,
+                true,
+            )),
             ambiguous: 2,
             writes_in_flight_at_cut: 32,
             same_process: true,
@@ -327,56 +284,38 @@ mod tests {
         }
     }
 
+    fn writes(f: &mut Figures) -> &mut WriteCheck {
+        f.writes.as_mut().expect("audited")
+    }
+
     #[test]
     fn a_clean_outage_passes() {
-        let checks = judge(&good());
+        let checks = Outage::judge(&good());
         assert!(checks.passed(), "{:?}", checks.failed().collect::<Vec<_>>());
     }
 
     #[test]
     fn each_broken_promise_fails() {
-        let broken: crate::report::Breaks<Figures> = vec![
-            ("no outage seen", Box::new(|f| f.during_outage.count = 0)),
-            (
-                "a 504 during the outage",
-                Box::new(|f| f.during_outage_non_503 = 1),
-            ),
-            ("slow 503s", Box::new(|f| f.during_outage.max_ms = 2100.0)),
-            (
-                "a timeout",
-                Box::new(|f| {
-                    f.outcomes.insert("timeout".into(), 1);
-                }),
-            ),
-            (
-                "never ready again",
-                Box::new(|f| f.ready_again_after_ms = 30_000.0),
-            ),
-            ("restarted", Box::new(|f| f.same_process = false)),
-            (
-                "never recovered",
-                Box::new(|f| f.first_write_after_restart_ms = None),
-            ),
-            ("a 2xx not counted", Box::new(|f| f.successes = 9_003)),
-            (
-                "counted beyond the ambiguous",
-                Box::new(|f| f.counter_delta = 9_005),
-            ),
-            (
-                "more ambiguous than in flight",
-                Box::new(|f| {
-                    f.ambiguous = 40;
-                    f.counter_delta = 9_040;
-                }),
-            ),
-            ("a duplicate", Box::new(|f| f.duplicates = vec![7])),
-            ("a stale answer", Box::new(|f| f.stale = 1)),
-            ("a panic", Box::new(|f| f.panics = vec!["panicked".into()])),
-        ];
-        for (what, breaks) in broken {
-            let mut figures = good();
-            breaks(&mut figures);
-            assert!(!judge(&figures).passed(), "{what} went unnoticed");
-        }
+        crate::report::assert_each_break_fails(
+            good,
+            |f| Outage::judge(f).passed(),
+            breaks![Figures;
+                "no outage seen" => |f| f.during_outage.count = 0,
+                "a 504 during the outage" => |f| f.during_outage_non_503 = 1,
+                "slow 503s" => |f| f.during_outage.max_ms = 2100.0,
+                "a timeout" => |f| { f.outcomes.insert("timeout".into(), 1); },
+                "never ready again" => |f| f.ready_again_after_ms = 30_000.0,
+                "restarted" => |f| f.same_process = false,
+                "never recovered" => |f| f.first_write_after_restart_ms = None,
+                "a 2xx not counted" => |f| writes(f).successes = 9_003,
+                "counted beyond the ambiguous" => |f| writes(f).counter_delta = Some(9_005),
+                "more ambiguous than in flight" => |f| { f.ambiguous = 40; writes(f).uncertain = 40; writes(f).counter_delta = Some(9_040); },
+                "no closing sentinel" => |f| f.writes = None,
+                "a duplicate" => |f| writes(f).duplicates = 1,
+                "a value outside the sentinels" => |f| writes(f).out_of_range = 1,
+                "a stale answer" => |f| writes(f).stale = 1,
+                "a panic" => |f| f.panics = vec!["panicked".into()],
+            ],
+        );
     }
 }

@@ -12,11 +12,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::process::Command;
 
-use super::Context;
+use super::{Env, FaultCase};
 use crate::report::{round3, Checks};
+use crate::Error;
 
 pub const TARGETS: [&str; 4] = [
     "routing",
@@ -73,103 +73,108 @@ fn cargo_fuzz(fuzz_dir: &Path) -> Command {
     command
 }
 
-pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
-    let dir = ctx.case_dir(name)?;
-    let fuzz_dir = &ctx.fuzz_dir;
-    let dir_arg = fuzz_dir.display().to_string();
-    let mut figures = Figures {
-        sanitizer: "address".into(),
-        seconds_per_target: ctx.fuzz_seconds,
-        ..Figures::default()
-    };
-    // Debug assertions on (-a): an overflow in a parser is a finding too.
-    let started = Instant::now();
-    let build = cargo_fuzz(fuzz_dir)
-        .args(["build", "-a", "--fuzz-dir", &dir_arg])
-        .output()
-        .await
-        .map_err(|e| format!("cannot run cargo fuzz (scripts/chaos.sh installs it): {e}"))?;
-    figures.build_s = round3(started.elapsed().as_secs_f64());
-    if !build.status.success() {
-        let log = dir.join("build.log");
-        let _ = std::fs::write(&log, [build.stdout, build.stderr].concat());
-        return Err(format!("cargo fuzz build failed (see {})", log.display()));
-    }
-    for target in TARGETS {
-        let corpus = fuzz_dir.join("corpus").join(target);
-        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
-        let seeds = fuzz_dir.join("seeds").join(target);
-        let started = Instant::now();
-        let mut command = cargo_fuzz(fuzz_dir);
-        command
-            .args(["run", "-a", "--fuzz-dir", &dir_arg, target])
-            .arg(&corpus)
-            .args(seeds.is_dir().then_some(&seeds))
-            .arg("--")
-            .arg(format!("-max_total_time={}", ctx.fuzz_seconds))
-            .args(["-print_final_stats=1", "-rss_limit_mb=2048", "-timeout=10"]);
-        let bound = Duration::from_secs(ctx.fuzz_seconds + 120);
-        let output = tokio::time::timeout(bound, command.output())
-            .await
-            .map_err(|_| format!("{target}: still running after {bound:?}"))?
-            .map_err(|e| format!("{target}: {e}"))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let _ = std::fs::write(dir.join(format!("{target}.log")), &text);
-        let crashed = !output.status.success();
-        let runs = final_stat(&text, "number_of_executed_units").unwrap_or(0);
-        let seconds = started.elapsed().as_secs_f64();
-        figures.targets.push(TargetRun {
-            target: target.into(),
-            seconds: round3(seconds),
-            runs,
-            runs_per_s: final_stat(&text, "average_exec_per_sec").unwrap_or(0),
-            new_units: final_stat(&text, "new_units_added").unwrap_or(0),
-            corpus_entries: std::fs::read_dir(&corpus).map_or(0, |d| d.count() as u64),
-            peak_rss_mb: final_stat(&text, "peak_rss_mb").unwrap_or(0),
-            crashed,
-            crash: crashed.then(|| {
-                let lines: Vec<&str> = text.lines().collect();
-                lines[lines.len().saturating_sub(25)..].join("\n")
-            }),
-        });
-    }
-    let checks = judge(&figures);
-    Ok((
-        serde_json::to_value(&figures).expect("figures serialise"),
-        checks,
-    ))
-}
+pub struct Fuzz;
 
-pub fn judge(f: &Figures) -> Checks {
-    let mut checks = Checks::default();
-    for t in &f.targets {
-        checks.expect(
-            &format!("{}: no crash", t.target),
-            !t.crashed,
-            match &t.crash {
-                Some(crash) => format!("crashed:\n{crash}"),
-                None => format!(
-                    "{} inputs in {:.0} s ({}/s), {} new, corpus {}",
-                    t.runs, t.seconds, t.runs_per_s, t.new_units, t.corpus_entries
-                ),
-            },
-        );
-        checks.expect(
-            &format!("{}: really ran", t.target),
-            t.runs >= MIN_RUNS,
-            format!("{} inputs (at least {MIN_RUNS})", t.runs),
-        );
+impl FaultCase for Fuzz {
+    type Figures = Figures;
+
+    async fn run(&self, env: &Env<'_>) -> Result<Figures, Error> {
+        let (ctx, dir) = (env.ctx, &env.dir);
+        let fuzz_dir = &ctx.fuzz_dir;
+        let dir_arg = fuzz_dir.display().to_string();
+        let mut figures = Figures {
+            sanitizer: "address".into(),
+            seconds_per_target: ctx.fuzz_seconds,
+            ..Figures::default()
+        };
+        // Debug assertions on (-a): an overflow in a parser is a finding too.
+        let started = Instant::now();
+        let build = cargo_fuzz(fuzz_dir)
+            .args(["build", "-a", "--fuzz-dir", &dir_arg])
+            .output()
+            .await
+            .map_err(|e| Error::io("cannot run cargo fuzz (scripts/chaos.sh installs it)", e))?;
+        figures.build_s = round3(started.elapsed().as_secs_f64());
+        if !build.status.success() {
+            let log = dir.join("build.log");
+            let _ = std::fs::write(&log, [build.stdout, build.stderr].concat());
+            return Err(Error::Tool(format!(
+                "cargo fuzz build failed (see {})",
+                log.display()
+            )));
+        }
+        for target in TARGETS {
+            let corpus = fuzz_dir.join("corpus").join(target);
+            std::fs::create_dir_all(&corpus).map_err(|e| Error::io(corpus.display(), e))?;
+            let seeds = fuzz_dir.join("seeds").join(target);
+            let started = Instant::now();
+            let mut command = cargo_fuzz(fuzz_dir);
+            command
+                .args(["run", "-a", "--fuzz-dir", &dir_arg, target])
+                .arg(&corpus)
+                .args(seeds.is_dir().then_some(&seeds))
+                .arg("--")
+                .arg(format!("-max_total_time={}", ctx.fuzz_seconds))
+                .args(["-print_final_stats=1", "-rss_limit_mb=2048", "-timeout=10"]);
+            let bound = Duration::from_secs(ctx.fuzz_seconds + 120);
+            let output = tokio::time::timeout(bound, command.output())
+                .await
+                .map_err(|_| Error::Timeout(format!("{target}: still running after {bound:?}")))?
+                .map_err(|e| Error::io(target, e))?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let _ = std::fs::write(dir.join(format!("{target}.log")), &text);
+            let crashed = !output.status.success();
+            let runs = final_stat(&text, "number_of_executed_units").unwrap_or(0);
+            let seconds = started.elapsed().as_secs_f64();
+            figures.targets.push(TargetRun {
+                target: target.into(),
+                seconds: round3(seconds),
+                runs,
+                runs_per_s: final_stat(&text, "average_exec_per_sec").unwrap_or(0),
+                new_units: final_stat(&text, "new_units_added").unwrap_or(0),
+                corpus_entries: std::fs::read_dir(&corpus).map_or(0, |d| d.count() as u64),
+                peak_rss_mb: final_stat(&text, "peak_rss_mb").unwrap_or(0),
+                crashed,
+                crash: crashed.then(|| {
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(25)..].join("\n")
+                }),
+            });
+        }
+        Ok(figures)
     }
-    checks.expect(
-        "every target fuzzed",
-        f.targets.len() == TARGETS.len(),
-        format!("{} of {} targets", f.targets.len(), TARGETS.len()),
-    );
-    checks
+
+    fn judge(f: &Figures) -> Checks {
+        let mut checks = Checks::default();
+        for t in &f.targets {
+            checks.expect(
+                &format!("{}: no crash", t.target),
+                !t.crashed,
+                match &t.crash {
+                    Some(crash) => format!("crashed:\n{crash}"),
+                    None => format!(
+                        "{} inputs in {:.0} s ({}/s), {} new, corpus {}",
+                        t.runs, t.seconds, t.runs_per_s, t.new_units, t.corpus_entries
+                    ),
+                },
+            );
+            checks.expect(
+                &format!("{}: really ran", t.target),
+                t.runs >= MIN_RUNS,
+                format!("{} inputs (at least {MIN_RUNS})", t.runs),
+            );
+        }
+        checks.expect(
+            "every target fuzzed",
+            f.targets.len() == TARGETS.len(),
+            format!("{} of {} targets", f.targets.len(), TARGETS.len()),
+        );
+        checks
+    }
 }
 
 #[cfg(test)]
@@ -203,15 +208,15 @@ mod tests {
             targets: TARGETS.iter().map(|t| ran(t)).collect(),
             ..Figures::default()
         };
-        assert!(judge(&good).passed());
+        assert!(Fuzz::judge(&good).passed());
         let mut crashed = good.clone();
         crashed.targets[0].crashed = true;
-        assert!(!judge(&crashed).passed());
+        assert!(!Fuzz::judge(&crashed).passed());
         let mut idle = good.clone();
         idle.targets[1].runs = 10;
-        assert!(!judge(&idle).passed());
+        assert!(!Fuzz::judge(&idle).passed());
         let mut missing = good;
         missing.targets.pop();
-        assert!(!judge(&missing).passed());
+        assert!(!Fuzz::judge(&missing).passed());
     }
 }

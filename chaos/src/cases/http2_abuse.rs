@@ -13,14 +13,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Context;
+use super::{Env, FaultCase};
 use crate::load::Latencies;
 use crate::report::{ms, Checks};
-use testkit::origin::{self, Origin, OriginSpec};
+use crate::Error;
 use testkit::probe;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -62,113 +61,118 @@ pub struct ZeroWindowFigures {
     pub panics: Vec<String>,
 }
 
-pub async fn run_zero_window(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
-    raise_fd_limit()?;
-    let dir = ctx.case_dir(name)?;
-    let spec = OriginSpec::for_tests(
-        &ctx.origin_binary,
-        "origin",
-        &dir,
-        &[("HEADER_READ_TIMEOUT_MS", &STALL_TIMEOUT_MS.to_string())],
-    )?;
-    let origin = spec.start_ready().await?;
-    let mut figures = ZeroWindowFigures {
-        connections: ZERO_WINDOW_CONNECTIONS,
-        streams_per_connection: STREAMS_PER_CONNECTION,
-        latency_judged: !ctx.fast,
-        ..ZeroWindowFigures::default()
-    };
-    let (idle, _) = normal_requests(origin.addr()).await;
-    figures.idle = idle;
-    figures.rss_baseline_mib = rss_mib(&origin)?;
+pub struct ZeroWindow;
 
-    let mut attackers = Vec::with_capacity(ZERO_WINDOW_CONNECTIONS);
-    let authority = origin.addr().to_string();
-    for _ in 0..ZERO_WINDOW_CONNECTIONS {
-        let mut stream = TcpStream::connect(origin.addr())
-            .await
-            .map_err(|e| format!("attacker connect: {e}"))?;
-        stream
-            .write_all(&zero_window_attack(&authority, STREAMS_PER_CONNECTION))
-            .await
-            .map_err(|e| format!("attacker write: {e}"))?;
-        attackers.push(stream);
-    }
-    // In force once the origin has opened (or refused) every stream and sits on the stalled
-    // answers; measured then, before it drops them after STALL_TIMEOUT_MS.
-    figures.attack_in_force_ms = ms(until_idle(origin.pid, Duration::from_secs(3)).await?);
-    let sampler = tokio::spawn(peak_rss(origin.pid, Duration::from_millis(1500)));
-    let (under_attack, failures) = normal_requests(origin.addr()).await;
-    figures.under_attack = under_attack;
-    figures.normal_failures = failures;
-    figures.rss_peak_mib = sampler.await.map_err(|e| e.to_string())??;
-    figures.closed_by_origin = closed_within(&mut attackers, Duration::from_secs(8)).await;
-    drop(attackers);
-    // What the process holds once they are gone. Closing and the origin's memory trim (once a
-    // second) are asynchronous: poll until it is back within the slack, at most 5 s.
-    let settle_until = Instant::now() + Duration::from_secs(5);
-    figures.rss_after_mib = loop {
-        let rss = rss_mib(&origin)?;
-        if rss - figures.rss_baseline_mib < RSS_RETURN_SLACK_MIB || Instant::now() >= settle_until {
-            break rss;
+impl FaultCase for ZeroWindow {
+    type Figures = ZeroWindowFigures;
+
+    async fn run(&self, env: &Env<'_>) -> Result<ZeroWindowFigures, Error> {
+        raise_fd_limit()?;
+        let spec = env.origin(
+            "origin",
+            &[("HEADER_READ_TIMEOUT_MS", &STALL_TIMEOUT_MS.to_string())],
+        )?;
+        let origin = spec.start_ready().await?;
+        let mut figures = ZeroWindowFigures {
+            connections: ZERO_WINDOW_CONNECTIONS,
+            streams_per_connection: STREAMS_PER_CONNECTION,
+            latency_judged: !env.ctx.fast,
+            ..ZeroWindowFigures::default()
+        };
+        let (idle, _) = normal_requests(origin.addr()).await;
+        figures.idle = idle;
+        figures.rss_baseline_mib = rss_of(origin.pid)?;
+
+        let mut attackers = Vec::with_capacity(ZERO_WINDOW_CONNECTIONS);
+        let authority = origin.addr().to_string();
+        for _ in 0..ZERO_WINDOW_CONNECTIONS {
+            let mut stream = TcpStream::connect(origin.addr())
+                .await
+                .map_err(|e| Error::io("attacker connect", e))?;
+            stream
+                .write_all(&zero_window_attack(&authority, STREAMS_PER_CONNECTION))
+                .await
+                .map_err(|e| Error::io("attacker write", e))?;
+            attackers.push(stream);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let _ = origin.terminate(Duration::from_secs(30)).await;
-    figures.panics = origin::panics(&spec);
-    let checks = judge_zero_window(&figures);
-    Ok((serde_json::to_value(&figures).expect("figures"), checks))
-}
+        // In force once the origin has opened (or refused) every stream and sits on the stalled
+        // answers; measured then, before it drops them after STALL_TIMEOUT_MS.
+        figures.attack_in_force_ms = ms(until_idle(origin.pid, Duration::from_secs(3)).await?);
+        let sampler = tokio::spawn(peak_rss(origin.pid, Duration::from_millis(1500)));
+        let (under_attack, failures) = normal_requests(origin.addr()).await;
+        figures.under_attack = under_attack;
+        figures.normal_failures = failures;
+        figures.rss_peak_mib = sampler
+            .await
+            .map_err(|e| Error::Tool(format!("the memory sampler: {e}")))??;
+        figures.closed_by_origin = closed_within(&mut attackers, Duration::from_secs(8)).await;
+        drop(attackers);
+        // What the process holds once they are gone. Closing and the origin's memory trim (once a
+        // second) are asynchronous: poll until it is back within the slack, at most 5 s.
+        let settle_until = Instant::now() + Duration::from_secs(5);
+        figures.rss_after_mib = loop {
+            let rss = rss_of(origin.pid)?;
+            if rss - figures.rss_baseline_mib < RSS_RETURN_SLACK_MIB
+                || Instant::now() >= settle_until
+            {
+                break rss;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        figures.panics = super::stop(origin).await;
+        Ok(figures)
+    }
 
-pub fn judge_zero_window(f: &ZeroWindowFigures) -> Checks {
-    let mut checks = Checks::default();
-    let added = f.rss_peak_mib - f.rss_baseline_mib;
-    checks.expect(
-        &format!(
+    fn judge(f: &ZeroWindowFigures) -> Checks {
+        let mut checks = Checks::default();
+        let added = f.rss_peak_mib - f.rss_baseline_mib;
+        checks.expect(
+            &format!(
             "memory held by {} zero-window connections stays under {ZERO_WINDOW_RSS_BOUND_MIB} MiB",
             f.connections
         ),
-        added < ZERO_WINDOW_RSS_BOUND_MIB,
-        format!(
-            "RSS {:.1} MiB idle, {:.1} MiB peak (+{added:.1})",
-            f.rss_baseline_mib, f.rss_peak_mib
-        ),
-    );
-    checks.expect(
-        "memory returns near its baseline after the attackers leave",
-        f.rss_after_mib - f.rss_baseline_mib < RSS_RETURN_SLACK_MIB,
-        format!(
-            "RSS {:.1} MiB after, {:.1} MiB before (slack {RSS_RETURN_SLACK_MIB} MiB)",
-            f.rss_after_mib, f.rss_baseline_mib
-        ),
-    );
-    checks.expect(
-        "the origin drops connections whose answers cannot be sent",
-        f.closed_by_origin == f.connections,
-        format!(
-            "{} of {} closed by the origin",
-            f.closed_by_origin, f.connections
-        ),
-    );
-    let allowed = (f.idle.p99_ms * P99_FACTOR).max(P99_FLOOR_MS);
-    let (name, fast_enough) = if f.latency_judged {
-        (
-            "normal clients keep their idle p99 (within 2×)",
-            f.under_attack.p99_ms <= allowed,
-        )
-    } else {
-        ("normal clients are served (p99 judged by make chaos)", true)
-    };
-    checks.expect(
-        name,
-        f.normal_failures == 0 && f.under_attack.count > 0 && fast_enough,
-        format!(
-            "p99 {:.2} ms idle, {:.2} ms under attack (allowed {allowed:.2}); {} failed",
-            f.idle.p99_ms, f.under_attack.p99_ms, f.normal_failures
-        ),
-    );
-    checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
-    checks
+            added < ZERO_WINDOW_RSS_BOUND_MIB,
+            format!(
+                "RSS {:.1} MiB idle, {:.1} MiB peak (+{added:.1})",
+                f.rss_baseline_mib, f.rss_peak_mib
+            ),
+        );
+        checks.expect(
+            "memory returns near its baseline after the attackers leave",
+            f.rss_after_mib - f.rss_baseline_mib < RSS_RETURN_SLACK_MIB,
+            format!(
+                "RSS {:.1} MiB after, {:.1} MiB before (slack {RSS_RETURN_SLACK_MIB} MiB)",
+                f.rss_after_mib, f.rss_baseline_mib
+            ),
+        );
+        checks.expect(
+            "the origin drops connections whose answers cannot be sent",
+            f.closed_by_origin == f.connections,
+            format!(
+                "{} of {} closed by the origin",
+                f.closed_by_origin, f.connections
+            ),
+        );
+        let allowed = (f.idle.p99_ms * P99_FACTOR).max(P99_FLOOR_MS);
+        let (name, fast_enough) = if f.latency_judged {
+            (
+                "normal clients keep their idle p99 (within 2×)",
+                f.under_attack.p99_ms <= allowed,
+            )
+        } else {
+            ("normal clients are served (p99 judged by make chaos)", true)
+        };
+        checks.expect(
+            name,
+            f.normal_failures == 0 && f.under_attack.count > 0 && fast_enough,
+            format!(
+                "p99 {:.2} ms idle, {:.2} ms under attack (allowed {allowed:.2}); {} failed",
+                f.idle.p99_ms, f.under_attack.p99_ms, f.normal_failures
+            ),
+        );
+        checks.no_panic("no panic", &f.panics);
+        checks
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -183,92 +187,93 @@ pub struct PrefaceFloodFigures {
     pub panics: Vec<String>,
 }
 
-pub async fn run_preface_flood(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
-    raise_fd_limit()?;
-    let dir = ctx.case_dir(name)?;
-    let spec = OriginSpec::for_tests(
-        &ctx.origin_binary,
-        "origin",
-        &dir,
-        &[
-            ("MAX_CONNECTIONS", &FLOOD_MAX_CONNECTIONS.to_string()),
-            (
-                "HEADER_READ_TIMEOUT_MS",
-                &FLOOD_HEADER_TIMEOUT_MS.to_string(),
-            ),
-        ],
-    )?;
-    let origin = spec.start_ready().await?;
-    let mut figures = PrefaceFloodFigures {
-        max_connections: FLOOD_MAX_CONNECTIONS,
-        flood_connections: FLOOD_CONNECTIONS,
-        header_read_timeout_ms: FLOOD_HEADER_TIMEOUT_MS,
-        ..PrefaceFloodFigures::default()
-    };
-    let mut flood = Vec::with_capacity(FLOOD_CONNECTIONS);
-    for i in 0..FLOOD_CONNECTIONS {
-        // Connects complete in the kernel's backlog even when the origin is at its limit.
-        let mut stream = TcpStream::connect(origin.addr())
-            .await
-            .map_err(|e| format!("flood connect {i}: {e}"))?;
-        let sent = if i % 2 == 0 { PREFACE } else { &PREFACE[..10] };
-        stream
-            .write_all(sent)
-            .await
-            .map_err(|e| format!("flood write: {e}"))?;
-        flood.push(stream);
-    }
-    for _ in 0..5 {
-        let started = Instant::now();
-        match probe::request(
-            origin.addr(),
-            "GET",
-            "/api/counter",
-            &[],
-            Duration::from_secs(15),
-        )
-        .await
-        {
-            Ok(answer) if answer.status == 200 => figures.normal_ms.push(ms(started.elapsed())),
-            Ok(answer) => {
-                figures
-                    .normal_failures
-                    .push(format!("{} {}", answer.status, answer.body.trim()))
-            }
-            Err(error) => figures.normal_failures.push(error.to_string()),
-        }
-    }
-    figures.closed_by_origin = closed_within(&mut flood, Duration::from_secs(10)).await;
-    drop(flood);
-    let _ = origin.terminate(Duration::from_secs(30)).await;
-    figures.panics = origin::panics(&spec);
-    let checks = judge_preface_flood(&figures);
-    Ok((serde_json::to_value(&figures).expect("figures"), checks))
-}
+pub struct PrefaceFlood;
 
-pub fn judge_preface_flood(f: &PrefaceFloodFigures) -> Checks {
-    let mut checks = Checks::default();
-    let bound = (f.header_read_timeout_ms + 1000) as f64;
-    let worst = f.normal_ms.iter().copied().fold(0.0, f64::max);
-    checks.expect(
-        "a normal client is served within HEADER_READ_TIMEOUT_MS + 1 s",
-        f.normal_failures.is_empty() && !f.normal_ms.is_empty() && worst <= bound,
-        format!(
-            "slowest of {} requests {worst:.0} ms (bound {bound:.0} ms); failures {:?}",
-            f.normal_ms.len(),
-            f.normal_failures
-        ),
-    );
-    checks.expect(
-        "the origin closes every preface-only connection",
-        f.closed_by_origin == f.flood_connections,
-        format!(
-            "{} of {} closed by the origin",
-            f.closed_by_origin, f.flood_connections
-        ),
-    );
-    checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
-    checks
+impl FaultCase for PrefaceFlood {
+    type Figures = PrefaceFloodFigures;
+
+    async fn run(&self, env: &Env<'_>) -> Result<PrefaceFloodFigures, Error> {
+        raise_fd_limit()?;
+        let spec = env.origin(
+            "origin",
+            &[
+                ("MAX_CONNECTIONS", &FLOOD_MAX_CONNECTIONS.to_string()),
+                (
+                    "HEADER_READ_TIMEOUT_MS",
+                    &FLOOD_HEADER_TIMEOUT_MS.to_string(),
+                ),
+            ],
+        )?;
+        let origin = spec.start_ready().await?;
+        let mut figures = PrefaceFloodFigures {
+            max_connections: FLOOD_MAX_CONNECTIONS,
+            flood_connections: FLOOD_CONNECTIONS,
+            header_read_timeout_ms: FLOOD_HEADER_TIMEOUT_MS,
+            ..PrefaceFloodFigures::default()
+        };
+        let mut flood = Vec::with_capacity(FLOOD_CONNECTIONS);
+        for i in 0..FLOOD_CONNECTIONS {
+            // Connects complete in the kernel's backlog even when the origin is at its limit.
+            let mut stream = TcpStream::connect(origin.addr())
+                .await
+                .map_err(|e| Error::io(format!("flood connect {i}"), e))?;
+            let sent = if i % 2 == 0 { PREFACE } else { &PREFACE[..10] };
+            stream
+                .write_all(sent)
+                .await
+                .map_err(|e| Error::io("flood write", e))?;
+            flood.push(stream);
+        }
+        for _ in 0..5 {
+            let started = Instant::now();
+            match probe::request(
+                origin.addr(),
+                "GET",
+                "/api/counter",
+                &[],
+                Duration::from_secs(15),
+            )
+            .await
+            {
+                Ok(answer) if answer.status == 200 => figures.normal_ms.push(ms(started.elapsed())),
+                Ok(answer) => figures.normal_failures.push(format!(
+                    "{} {}",
+                    answer.status,
+                    answer.body.trim()
+                )),
+                Err(error) => figures.normal_failures.push(error.to_string()),
+            }
+        }
+        figures.closed_by_origin = closed_within(&mut flood, Duration::from_secs(10)).await;
+        drop(flood);
+        figures.panics = super::stop(origin).await;
+        Ok(figures)
+    }
+
+    fn judge(f: &PrefaceFloodFigures) -> Checks {
+        let mut checks = Checks::default();
+        let bound = (f.header_read_timeout_ms + 1000) as f64;
+        let worst = f.normal_ms.iter().copied().fold(0.0, f64::max);
+        checks.expect(
+            "a normal client is served within HEADER_READ_TIMEOUT_MS + 1 s",
+            f.normal_failures.is_empty() && !f.normal_ms.is_empty() && worst <= bound,
+            format!(
+                "slowest of {} requests {worst:.0} ms (bound {bound:.0} ms); failures {:?}",
+                f.normal_ms.len(),
+                f.normal_failures
+            ),
+        );
+        checks.expect(
+            "the origin closes every preface-only connection",
+            f.closed_by_origin == f.flood_connections,
+            format!(
+                "{} of {} closed by the origin",
+                f.closed_by_origin, f.flood_connections
+            ),
+        );
+        checks.no_panic("no panic", &f.panics);
+        checks
+    }
 }
 
 /// The preface, `SETTINGS_INITIAL_WINDOW_SIZE = 0`, and `streams` requests for the page.
@@ -330,7 +335,7 @@ async fn closed_within(streams: &mut [TcpStream], timeout: Duration) -> usize {
 }
 
 /// Waits until the process used under 10 ms of CPU in a 100 ms window (at most `limit`).
-async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, String> {
+async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, Error> {
     let started = Instant::now();
     let mut before = cpu_ticks(pid)?;
     // Clock ticks are 10 ms (USER_HZ = 100): under one tick per 100 ms is idle.
@@ -342,45 +347,40 @@ async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, String> {
         }
         before = now;
     }
-    Err(format!(
+    Err(Error::Timeout(format!(
         "the origin was still busy {limit:?} after the attack was sent"
-    ))
+    )))
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
+/// utime + stime of a process, in clock ticks (branch bench's testkit::procfs reads the same).
+fn cpu_ticks(pid: u32) -> Result<u64, Error> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    // Fields after the command name, which is in parentheses and may hold spaces; utime and
+    // stime are fields 14 and 15 of stat(5), here 11 and 12 (state is index 0).
     let fields: Vec<&str> = stat
         .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
     let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    // utime and stime are fields 14 and 15 of stat(5); here 11 and 12 (state is index 0).
-    match (field(11), field(12)) {
-        (Some(user), Some(system)) => Ok(user + system),
-        _ => Err(format!("cannot read CPU times from /proc/{pid}/stat")),
-    }
+    field(11)
+        .zip(field(12))
+        .map(|(user, system)| user + system)
+        .ok_or_else(|| Error::Tool(format!("cannot read CPU times from {path}")))
 }
 
-fn rss_mib(origin: &Origin) -> Result<f64, String> {
-    rss_of(origin.pid)
-}
-
-fn rss_of(pid: u32) -> Result<f64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+fn rss_of(pid: u32) -> Result<f64, Error> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
-        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+        .ok_or_else(|| Error::Tool(format!("no VmRSS in {path}")))
 }
 
 /// The highest RSS seen over `window`, sampled every 50 ms.
-async fn peak_rss(pid: u32, window: Duration) -> Result<f64, String> {
+async fn peak_rss(pid: u32, window: Duration) -> Result<f64, Error> {
     let until = Instant::now() + window;
     let mut peak = rss_of(pid)?;
     while Instant::now() < until {
@@ -391,7 +391,7 @@ async fn peak_rss(pid: u32, window: Duration) -> Result<f64, String> {
 }
 
 /// The attackers need more sockets than the usual soft limit of 1,024.
-fn raise_fd_limit() -> Result<(), String> {
+fn raise_fd_limit() -> Result<(), Error> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -399,20 +399,20 @@ fn raise_fd_limit() -> Result<(), String> {
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+            return Err(Error::io("getrlimit", std::io::Error::last_os_error()));
         }
         let wanted = 8192.min(limit.rlim_max);
         if limit.rlim_cur < wanted {
             limit.rlim_cur = wanted;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+                return Err(Error::io("setrlimit", std::io::Error::last_os_error()));
             }
         }
         if limit.rlim_cur < (FLOOD_CONNECTIONS + 256) as libc::rlim_t {
-            return Err(format!(
+            return Err(Error::Setup(format!(
                 "the open-file limit ({}) is too low for {FLOOD_CONNECTIONS} attack connections",
                 limit.rlim_cur
-            ));
+            )));
         }
     }
     Ok(())
@@ -456,28 +456,17 @@ mod tests {
             latency_judged: true,
             ..ZeroWindowFigures::default()
         };
-        assert!(judge_zero_window(&good).passed());
-        let broken: crate::report::Breaks<ZeroWindowFigures> = vec![
-            ("memory unbounded", Box::new(|f| f.rss_peak_mib = 500.0)),
-            ("memory kept", Box::new(|f| f.rss_after_mib = 200.0)),
-            (
-                "stalled connections kept",
-                Box::new(|f| f.closed_by_origin = 10),
-            ),
-            (
-                "normal clients slowed",
-                Box::new(|f| f.under_attack.p99_ms = 9.0),
-            ),
-            ("normal clients failed", Box::new(|f| f.normal_failures = 1)),
-        ];
-        for (what, breaks) in broken {
-            let mut figures = good.clone();
-            breaks(&mut figures);
-            assert!(
-                !judge_zero_window(&figures).passed(),
-                "{what} went unnoticed"
-            );
-        }
+        crate::report::assert_each_break_fails::<ZeroWindowFigures>(
+            || good.clone(),
+            |f| ZeroWindow::judge(f).passed(),
+            breaks![ZeroWindowFigures;
+                "memory unbounded" => |f| f.rss_peak_mib = 500.0,
+                "memory kept" => |f| f.rss_after_mib = 200.0,
+                "stalled connections kept" => |f| f.closed_by_origin = 10,
+                "normal clients slowed" => |f| f.under_attack.p99_ms = 9.0,
+                "normal clients failed" => |f| f.normal_failures = 1,
+            ],
+        );
         let fast_run = ZeroWindowFigures {
             latency_judged: false,
             ..good.clone()
@@ -485,13 +474,13 @@ mod tests {
         let mut slowed = fast_run.clone();
         slowed.under_attack.p99_ms = 9.0;
         assert!(
-            judge_zero_window(&slowed).passed(),
+            ZeroWindow::judge(&slowed).passed(),
             "the test command does not judge p99"
         );
         let mut failed = fast_run;
         failed.normal_failures = 1;
         assert!(
-            !judge_zero_window(&failed).passed(),
+            !ZeroWindow::judge(&failed).passed(),
             "failures count in every run"
         );
         let flood = PrefaceFloodFigures {
@@ -501,12 +490,12 @@ mod tests {
             closed_by_origin: 1200,
             ..PrefaceFloodFigures::default()
         };
-        assert!(judge_preface_flood(&flood).passed());
+        assert!(PrefaceFlood::judge(&flood).passed());
         let mut slow = flood.clone();
         slow.normal_ms.push(2500.0);
-        assert!(!judge_preface_flood(&slow).passed());
+        assert!(!PrefaceFlood::judge(&slow).passed());
         let mut held = flood.clone();
         held.closed_by_origin = 200;
-        assert!(!judge_preface_flood(&held).passed());
+        assert!(!PrefaceFlood::judge(&held).passed());
     }
 }

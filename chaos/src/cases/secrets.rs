@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::Context;
+use super::{Env, FaultCase};
 use crate::report::Checks;
+use crate::Error;
 use testkit::origin::{self, OriginSpec};
 use testkit::probe;
 
@@ -39,11 +39,13 @@ struct RefusingServer {
 }
 
 impl RefusingServer {
-    async fn start() -> Result<Self, String> {
+    async fn start() -> Result<Self, Error> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|e| format!("bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|e| Error::io("bind 127.0.0.1:0", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("local address", e))?;
         let passwords = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&passwords);
         let task = tokio::spawn(async move {
@@ -175,123 +177,155 @@ pub struct Figures {
     pub scenarios: Vec<Scenario>,
 }
 
-struct Secrets {
+/// The two secrets the case plants.
+struct Planted {
     password: String,
     origin_verify: String,
 }
 
-pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
-    let dir = ctx.case_dir(name)?;
-    let unique = format!(
-        "{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    );
-    let secrets = Secrets {
-        // Characters a URL must encode, so both the raw and the encoded form are searched.
-        password: format!("pw@{unique}:s3cret/x"),
-        origin_verify: format!("xov-{unique}-f3e1a9"),
-    };
-    let encoded = percent_encode(&secrets.password);
-    let refusing = RefusingServer::start().await?;
-    let nobody = testkit::free_addr()?;
-    let real = ctx
-        .database()?
-        .admin_url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('@').nth(1))
-        .and_then(|host| host.split('/').next())
-        .ok_or("TEST_DATABASE_URL has no host:port")?
-        .to_string();
-    let url = |host: &str, mode: &str| {
-        format!("postgres://{USER}:{encoded}@{host}/counter?sslmode={mode}")
-    };
-    let scenarios = [
-        (
-            "password refused",
-            url(&refusing.addr.to_string(), "disable"),
-            "password authentication failed",
-            Some(&refusing),
-        ),
-        (
-            "TLS refused by the server",
-            url(&refusing.addr.to_string(), "require"),
-            "server does not support TLS",
-            None,
-        ),
-        (
-            "certificate not trusted",
-            url(&real, "require"),
-            "invalid peer certificate: UnknownIssuer",
-            None,
-        ),
-        (
-            "database unreachable",
-            url(&nobody.to_string(), "require"),
-            "Connection refused",
-            None,
-        ),
-    ];
-    let mut figures = Figures {
-        scenarios: Vec::new(),
-    };
-    for (i, (scenario, database_url, cause, server)) in scenarios.into_iter().enumerate() {
-        let spec = OriginSpec::for_tests(
-            &ctx.origin_binary,
-            &format!("origin-{i}"),
-            &dir,
-            &[
-                ("DATABASE_URL", &database_url),
-                ("DATABASE_CONNECT_TIMEOUT_MS", "1000"),
-                ("LOG_LEVEL", "debug"),
-                ("ACCESS_LOG_EVERY", "1"),
-            ],
-        )?;
-        let before = refusing
-            .passwords
-            .lock()
-            .expect("no panics while locked")
-            .len();
-        let mut result = probe_scenario(&spec, scenario, &secrets).await?;
-        result.expected_cause = cause.into();
-        result.expected_cause_logged = origin::logs(&spec).contains(cause);
-        if server.is_some() {
-            let passwords = refusing.passwords.lock().expect("no panics while locked");
-            result.password_reached_the_database =
-                Some(passwords[before..].contains(&secrets.password));
+pub struct Secrets;
+
+impl FaultCase for Secrets {
+    type Figures = Figures;
+
+    async fn run(&self, env: &Env<'_>) -> Result<Figures, Error> {
+        let unique = format!(
+            "{}{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        let secrets = Planted {
+            // Characters a URL must encode, so both the raw and the encoded form are searched.
+            password: format!("pw@{unique}:s3cret/x"),
+            origin_verify: format!("xov-{unique}-f3e1a9"),
+        };
+        let encoded = percent_encode(&secrets.password);
+        let refusing = RefusingServer::start().await?;
+        let nobody = testkit::free_addr()?;
+        let real = env
+            .database()?
+            .admin_url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('@').nth(1))
+            .and_then(|host| host.split('/').next())
+            .ok_or_else(|| Error::Setup("TEST_DATABASE_URL has no host:port".into()))?
+            .to_string();
+        let url = |host: &str, mode: &str| {
+            format!("postgres://{USER}:{encoded}@{host}/counter?sslmode={mode}")
+        };
+        let scenarios = [
+            (
+                "password refused",
+                url(&refusing.addr.to_string(), "disable"),
+                "password authentication failed",
+                Some(&refusing),
+            ),
+            (
+                "TLS refused by the server",
+                url(&refusing.addr.to_string(), "require"),
+                "server does not support TLS",
+                None,
+            ),
+            (
+                "certificate not trusted",
+                url(&real, "require"),
+                "invalid peer certificate: UnknownIssuer",
+                None,
+            ),
+            (
+                "database unreachable",
+                url(&nobody.to_string(), "require"),
+                "Connection refused",
+                None,
+            ),
+        ];
+        let mut figures = Figures {
+            scenarios: Vec::new(),
+        };
+        for (i, (scenario, database_url, cause, server)) in scenarios.into_iter().enumerate() {
+            let spec = env.origin(
+                &format!("origin-{i}"),
+                &[
+                    ("DATABASE_URL", &database_url),
+                    ("DATABASE_CONNECT_TIMEOUT_MS", "1000"),
+                    ("LOG_LEVEL", "debug"),
+                    ("ACCESS_LOG_EVERY", "1"),
+                ],
+            )?;
+            let before = refusing
+                .passwords
+                .lock()
+                .expect("no panics while locked")
+                .len();
+            let mut result = probe_scenario(&spec, scenario, &secrets).await?;
+            result.expected_cause = cause.into();
+            result.expected_cause_logged = origin::logs(&spec).contains(cause);
+            if server.is_some() {
+                let passwords = refusing.passwords.lock().expect("no panics while locked");
+                result.password_reached_the_database =
+                    Some(passwords[before..].contains(&secrets.password));
+            }
+            figures.scenarios.push(result);
         }
-        figures.scenarios.push(result);
+        Ok(figures)
     }
-    let checks = judge(&figures);
-    Ok((
-        serde_json::to_value(&figures).expect("figures serialise"),
-        checks,
-    ))
+
+    fn judge(f: &Figures) -> Checks {
+        let mut checks = Checks::default();
+        for s in &f.scenarios {
+            checks.expect(
+            &format!("{}: no secret in logs or answers", s.name),
+            s.password_leaks.is_empty() && s.origin_verify_leaks.is_empty(),
+            format!(
+                "{} log bytes and {} answers scanned; password found {:?}, X-Origin-Verify found {:?}",
+                s.log_bytes_scanned, s.answers_scanned, s.password_leaks, s.origin_verify_leaks
+            ),
+        );
+            checks.expect(
+            &format!("{}: the failure was logged and answered 503", s.name),
+            s.failure_logged
+                && s.expected_cause_logged
+                && s.redacted_url_logged
+                && s.answers_503_with_retry_after,
+            format!(
+                "failure logged: {} (cause {:?}: {}), redacted URL logged: {}, API answers 503 + Retry-After: {}",
+                s.failure_logged,
+                s.expected_cause,
+                s.expected_cause_logged,
+                s.redacted_url_logged,
+                s.answers_503_with_retry_after
+            ),
+        );
+            if let Some(reached) = s.password_reached_the_database {
+                checks.expect(
+                    &format!("{}: the password was sent, to the database only", s.name),
+                    reached,
+                    format!("the refusing server received the password: {reached}"),
+                );
+            }
+            checks.no_panic(&format!("{}: no panic", s.name), &s.panics);
+        }
+        checks
+    }
 }
 
 async fn probe_scenario(
     spec: &OriginSpec,
     name: &str,
-    secrets: &Secrets,
-) -> Result<Scenario, String> {
+    secrets: &Planted,
+) -> Result<Scenario, Error> {
     let mut origin = spec.spawn()?;
     origin.wait_for("/healthz", 200).await?;
     // The store checker tries the database at start-up and every 100 ms: wait for its verdict.
-    let logged = async {
-        loop {
-            let logs = origin::logs(spec);
-            if logs.contains("store not answering") || logs.contains("store ping timed out") {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let logged = || async move {
+        let logs = origin::logs(spec);
+        (logs.contains("store not answering") || logs.contains("store ping timed out"))
+            .then_some(())
     };
-    let failure_logged = tokio::time::timeout(Duration::from_secs(15), logged)
-        .await
-        .is_ok();
+    let failure_logged = super::poll(Duration::from_secs(15), logged).await.is_some();
     let header = [("X-Origin-Verify", secrets.origin_verify.as_str())];
     let timeout = Duration::from_secs(10);
     let mut answers = Vec::new();
@@ -308,7 +342,7 @@ async fn probe_scenario(
     }
     let metrics =
         probe::request(origin.metrics_addr(), "GET", "/metrics", &header, timeout).await?;
-    let exit = origin.terminate(Duration::from_secs(30)).await;
+    let exit = origin.terminate(super::STOP_TIMEOUT).await;
     let logs = origin::logs(spec);
     let mut seen = logs.clone();
     for answer in answers.iter().chain([&metrics]) {
@@ -330,48 +364,6 @@ async fn probe_scenario(
         panics: origin::panics(spec),
         ..Scenario::default()
     })
-}
-
-pub fn judge(f: &Figures) -> Checks {
-    let mut checks = Checks::default();
-    for s in &f.scenarios {
-        checks.expect(
-            &format!("{}: no secret in logs or answers", s.name),
-            s.password_leaks.is_empty() && s.origin_verify_leaks.is_empty(),
-            format!(
-                "{} log bytes and {} answers scanned; password found {:?}, X-Origin-Verify found {:?}",
-                s.log_bytes_scanned, s.answers_scanned, s.password_leaks, s.origin_verify_leaks
-            ),
-        );
-        checks.expect(
-            &format!("{}: the failure was logged and answered 503", s.name),
-            s.failure_logged
-                && s.expected_cause_logged
-                && s.redacted_url_logged
-                && s.answers_503_with_retry_after,
-            format!(
-                "failure logged: {} (cause {:?}: {}), redacted URL logged: {}, API answers 503 + Retry-After: {}",
-                s.failure_logged,
-                s.expected_cause,
-                s.expected_cause_logged,
-                s.redacted_url_logged,
-                s.answers_503_with_retry_after
-            ),
-        );
-        if let Some(reached) = s.password_reached_the_database {
-            checks.expect(
-                &format!("{}: the password was sent, to the database only", s.name),
-                reached,
-                format!("the refusing server received the password: {reached}"),
-            );
-        }
-        checks.expect(
-            &format!("{}: no panic", s.name),
-            s.panics.is_empty(),
-            format!("{:?}", s.panics),
-        );
-    }
-    checks
 }
 
 #[cfg(test)]
@@ -412,42 +404,24 @@ mod tests {
 
     #[test]
     fn a_leak_or_a_meaningless_scan_fails() {
-        let passes = |s: Scenario| judge(&Figures { scenarios: vec![s] }).passed();
-        assert!(passes(good()));
-        let broken: crate::report::Breaks<Scenario> = vec![
-            (
-                "password in a log",
-                Box::new(|s| s.password_leaks = vec!["…".into()]),
-            ),
-            (
-                "header value in a log",
-                Box::new(|s| s.origin_verify_leaks = vec!["…".into()]),
-            ),
-            (
-                "failure never logged",
-                Box::new(|s| s.failure_logged = false),
-            ),
-            (
-                "another failure than staged",
-                Box::new(|s| s.expected_cause_logged = false),
-            ),
-            (
-                "URL not logged",
-                Box::new(|s| s.redacted_url_logged = false),
-            ),
-            (
-                "password never sent",
-                Box::new(|s| s.password_reached_the_database = Some(false)),
-            ),
-            (
-                "not a 503",
-                Box::new(|s| s.answers_503_with_retry_after = false),
-            ),
-        ];
-        for (what, breaks) in broken {
-            let mut scenario = good();
-            breaks(&mut scenario);
-            assert!(!passes(scenario), "{what} went unnoticed");
-        }
+        let passes = |s: &Scenario| {
+            Secrets::judge(&Figures {
+                scenarios: vec![s.clone()],
+            })
+            .passed()
+        };
+        crate::report::assert_each_break_fails(
+            good,
+            passes,
+            breaks![Scenario;
+                "password in a log" => |s| s.password_leaks = vec!["…".into()],
+                "header value in a log" => |s| s.origin_verify_leaks = vec!["…".into()],
+                "failure never logged" => |s| s.failure_logged = false,
+                "another failure than staged" => |s| s.expected_cause_logged = false,
+                "URL not logged" => |s| s.redacted_url_logged = false,
+                "password never sent" => |s| s.password_reached_the_database = Some(false),
+                "not a 503" => |s| s.answers_503_with_retry_after = false,
+            ],
+        );
     }
 }

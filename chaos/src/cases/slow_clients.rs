@@ -8,8 +8,6 @@
 //! `REQUEST_TIMEOUT_MS=5000`): the attacks are measured while they are in full force, then the
 //! case waits for the origin to shed them.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,12 +15,11 @@ use loadtest::drive::{self, Mode, Plan, Scenario};
 use loadtest::progress::Progress;
 use loadtest::report::RunResult;
 use serde::Serialize;
-use serde_json::Value;
 use testkit::client::Endpoint;
 
-use super::Context;
+use super::{Env, FaultCase};
 use crate::report::{ms, Checks};
-use testkit::origin::{self, OriginSpec};
+use crate::Error;
 use testkit::probe;
 
 /// Idle/attacked window pairs per attack mode.
@@ -114,178 +111,206 @@ pub struct Figures {
     pub panics: Vec<String>,
 }
 
-pub async fn run(ctx: &Context, name: &str) -> Result<(Value, Checks), String> {
-    let dir = ctx.case_dir(name)?;
-    let database = ctx.database()?;
-    let url = database.fresh(name).await?;
-    let spec = OriginSpec::for_tests(
-        &ctx.origin_binary,
-        "origin",
-        &dir,
-        &[("DATABASE_URL", &url)],
-    )?;
-    let origin = spec.start_ready().await?;
-    let plan = Plan {
-        // The page's mix: mostly reads, some increments.
-        scenario: Scenario::Mixed { write_ratio: 0.1 },
-        mode: Mode::Open { rate: RATE },
-        connections: 8,
-        warmup: Duration::from_millis(500),
-        duration: Duration::from_secs(3),
-        max_requests: None,
-        timeout: Duration::from_secs(5),
-        late_after: Duration::from_millis(1),
-        exclusive: true,
-    };
-    let mut figures = Figures {
-        rate_per_s: RATE,
-        connections: plan.connections,
-        measured_s: plan.duration.as_secs_f64(),
-        ..Figures::default()
-    };
-    let url = origin.url();
-    let port = origin.addr().port();
-    for mode in ["slowloris", "slow-body"] {
-        let mut attack = Attack {
-            mode: mode.into(),
-            ..Attack::default()
+pub struct SlowClients;
+
+impl FaultCase for SlowClients {
+    type Figures = Figures;
+
+    async fn run(&self, env: &Env<'_>) -> Result<Figures, Error> {
+        let url = env.fresh_database().await?;
+        let spec = env.origin("origin", &[("DATABASE_URL", &url)])?;
+        let origin = spec.start_ready().await?;
+        let plan = Plan {
+            // The page's mix: mostly reads, some increments.
+            scenario: Scenario::Mixed { write_ratio: 0.1 },
+            mode: Mode::Open { rate: RATE },
+            connections: 8,
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs(3),
+            max_requests: None,
+            timeout: Duration::from_secs(5),
+            late_after: Duration::from_millis(1),
+            exclusive: true,
         };
-        let in_force = (ATTACK_CONNECTIONS as f64 * IN_FORCE) as usize;
-        for round in 0..ROUNDS {
-            let last = round + 1 == ROUNDS;
-            let baseline = measure(&url, &plan).await?;
-            let mut figures = Round {
-                baseline: Measured::of(&baseline),
-                ..Round::default()
+        let mut figures = Figures {
+            rate_per_s: RATE,
+            connections: plan.connections,
+            measured_s: plan.duration.as_secs_f64(),
+            ..Figures::default()
+        };
+        let url = origin.url();
+        let port = origin.addr().port();
+        for mode in ["slowloris", "slow-body"] {
+            let mut attack = Attack {
+                mode: mode.into(),
+                ..Attack::default()
             };
-            let started = Instant::now();
-            let mut attacker = start_attack(&ctx.slowhttptest, &dir, mode, &url)?;
-            let ramp = async {
-                loop {
+            let in_force = (ATTACK_CONNECTIONS as f64 * IN_FORCE) as usize;
+            for round in 0..ROUNDS {
+                let last = round + 1 == ROUNDS;
+                let baseline = measure(&url, &plan).await?;
+                let mut figures = Round {
+                    baseline: Measured::of(&baseline),
+                    ..Round::default()
+                };
+                let started = Instant::now();
+                let mut attacker = start_attack(env, mode, &url)?;
+                let ramp = || {
                     let open = established(port);
                     figures.peak_connections = figures.peak_connections.max(open);
-                    if open >= in_force {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            };
-            let ramped = tokio::time::timeout(Duration::from_secs(5), ramp).await;
-            figures.ramp_ms = ms(started.elapsed());
-            if ramped.is_err() {
-                let _ = attacker.start_kill();
-                return Err(format!(
+                    std::future::ready((open >= in_force).then_some(()))
+                };
+                let ramped = super::poll(Duration::from_secs(5), ramp).await;
+                figures.ramp_ms = ms(started.elapsed());
+                if ramped.is_none() {
+                    let _ = attacker.start_kill();
+                    return Err(Error::Tool(format!(
                     "{mode}: only {} of {ATTACK_CONNECTIONS} connections opened in 5 s (see {})",
                     figures.peak_connections,
-                    dir.join(format!("{mode}.log")).display()
-                ));
-            }
-            let under = measure(&url, &plan).await;
-            figures.peak_connections = figures.peak_connections.max(established(port));
-            if last {
-                // The attacker is still connected and trickling: only the origin's own
-                // timeouts can close those connections now.
-                let measured_at = Instant::now();
-                let shed = async {
-                    while established(port) > plan.connections + SHED_SLACK {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    env.dir.join(format!("{mode}.log")).display()
+                )));
+                }
+                let under = measure(&url, &plan).await;
+                figures.peak_connections = figures.peak_connections.max(established(port));
+                if last {
+                    // The attacker is still connected and trickling: only the origin's own
+                    // timeouts can close those connections now.
+                    let measured_at = Instant::now();
+                    if at_most(port, plan.connections + SHED_SLACK, SHED_BOUND).await {
+                        attack.shed_after_ms = Some(ms(measured_at.elapsed()));
                     }
-                };
-                if tokio::time::timeout(SHED_BOUND, shed).await.is_ok() {
-                    attack.shed_after_ms = Some(ms(measured_at.elapsed()));
+                    attack.still_open = established(port).saturating_sub(plan.connections);
                 }
-                attack.still_open = established(port).saturating_sub(plan.connections);
+                let _ = attacker.start_kill();
+                let _ = attacker.wait().await;
+                // Earlier rounds: the killed attacker's sockets close at once; start the next idle
+                // window only when they are gone.
+                at_most(port, plan.connections + SHED_SLACK, Duration::from_secs(10)).await;
+                figures.under_attack = Measured::of(&under?);
+                attack.rounds.push(figures);
             }
-            let _ = attacker.start_kill();
-            let _ = attacker.wait().await;
-            // Earlier rounds: the killed attacker's sockets close at once; start the next idle
-            // window only when they are gone.
-            let drained = async {
-                while established(port) > plan.connections + SHED_SLACK {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            let median = |f: &dyn Fn(&Round) -> f64| {
+                let values: Vec<f64> = attack.rounds.iter().map(f).collect();
+                loadtest::bench::median(&values)
             };
-            let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
-            figures.under_attack = Measured::of(&under?);
-            attack.rounds.push(figures);
+            attack.baseline_p99_ms = median(&|r| r.baseline.p99_ms);
+            attack.under_attack_p99_ms = median(&|r| r.under_attack.p99_ms);
+            attack.under_attack_errors = attack.rounds.iter().map(|r| r.under_attack.errors).sum();
+            let metrics = origin.metrics().await?;
+            attack.answered_408 = probe::sample(
+                &metrics,
+                "http_requests_total",
+                &[
+                    ("endpoint", "/api/counter"),
+                    ("method", "POST"),
+                    ("status", "408"),
+                ],
+            )
+            .unwrap_or(0.0) as u64;
+            figures.attacks.push(attack);
         }
-        let median = |f: &dyn Fn(&Round) -> f64| {
-            let values: Vec<f64> = attack.rounds.iter().map(f).collect();
-            loadtest::bench::median(&values)
-        };
-        attack.baseline_p99_ms = median(&|r| r.baseline.p99_ms);
-        attack.under_attack_p99_ms = median(&|r| r.under_attack.p99_ms);
-        attack.under_attack_errors = attack.rounds.iter().map(|r| r.under_attack.errors).sum();
-        let metrics = origin.metrics().await?;
-        attack.answered_408 = probe::sample(
-            &metrics,
-            "http_requests_total",
-            &[
-                ("endpoint", "/api/counter"),
-                ("method", "POST"),
-                ("status", "408"),
-            ],
-        )
-        .unwrap_or(0.0) as u64;
-        figures.attacks.push(attack);
+        figures.panics = super::stop(origin).await;
+        Ok(figures)
     }
-    let _ = origin.terminate(Duration::from_secs(30)).await;
-    figures.panics = origin::panics(&spec);
-    let checks = judge(&figures);
-    Ok((
-        serde_json::to_value(&figures).expect("figures serialise"),
-        checks,
-    ))
+
+    fn judge(f: &Figures) -> Checks {
+        let mut checks = Checks::default();
+        for a in &f.attacks {
+            let bound = a.baseline_p99_ms * P99_FACTOR;
+            let requests: u64 = a.rounds.iter().map(|r| r.under_attack.requests).sum();
+            checks.expect(
+            &format!("{}: normal requests keep their latency", a.mode),
+            requests > 0 && a.under_attack_errors == 0 && a.under_attack_p99_ms <= bound,
+            format!(
+                "median p99 {} ms under attack vs {} ms idle (bound {bound:.3} ms) over {} rounds; per round {:?}; {requests} requests under attack, {} errors",
+                a.under_attack_p99_ms,
+                a.baseline_p99_ms,
+                a.rounds.len(),
+                a.rounds.iter().map(|r| (r.baseline.p99_ms, r.under_attack.p99_ms)).collect::<Vec<_>>(),
+                a.under_attack_errors
+            ),
+        );
+            let weakest = a
+                .rounds
+                .iter()
+                .map(|r| r.peak_connections)
+                .min()
+                .unwrap_or(0);
+            checks.expect(
+                &format!("{}: the attack was in force", a.mode),
+                !a.rounds.is_empty() && weakest >= (ATTACK_CONNECTIONS as f64 * IN_FORCE) as usize,
+                format!(
+                    "at least {weakest} connections held in every round (ramps {:?} ms)",
+                    a.rounds.iter().map(|r| r.ramp_ms).collect::<Vec<_>>()
+                ),
+            );
+            let windows = a.rounds.iter().flat_map(|r| [&r.baseline, &r.under_attack]);
+            let inexact: Vec<&str> = windows
+                .filter(|m| !m.writes_exact)
+                .map(|m| m.writes.as_str())
+                .collect();
+            checks.expect(
+                &format!("{}: exact count in every window", a.mode),
+                !a.rounds.is_empty() && inexact.is_empty(),
+                format!("windows whose writes were not exact: {inexact:?}"),
+            );
+            checks.expect(
+                &format!("{}: the origin sheds the slow connections itself", a.mode),
+                a.shed_after_ms.is_some(),
+                format!(
+                    "all but {} closed {:?} ms after the measurement, the attacker still running \
+                 (bound {SHED_BOUND:?}); {} slow POSTs answered 408",
+                    a.still_open, a.shed_after_ms, a.answered_408
+                ),
+            );
+        }
+        checks.no_panic("no panic", &f.panics);
+        checks
+    }
 }
 
-async fn measure(url: &str, plan: &Plan) -> Result<RunResult, String> {
-    let endpoint = Arc::new(Endpoint::resolve(url).await.map_err(|e| e.to_string())?);
-    let outcome = drive::run(endpoint, plan.clone(), &Progress::hidden())
+async fn measure(url: &str, plan: &Plan) -> Result<RunResult, Error> {
+    let endpoint = Endpoint::resolve(url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    let outcome = drive::run(Arc::new(endpoint), plan.clone(), &Progress::hidden())
+        .await
+        .map_err(|e| Error::Tool(format!("the load tester: {e}")))?;
     Ok(RunResult::new(url, plan.clone(), outcome, None))
 }
 
 /// slowhttptest in slowloris (`-H`) or slow-body (`-B`) mode, for longer than the case needs
 /// (it is killed when the measurement is done).
-fn start_attack(
-    binary: &Path,
-    dir: &Path,
-    mode: &str,
-    url: &str,
-) -> Result<tokio::process::Child, String> {
-    let log = std::fs::File::create(dir.join(format!("{mode}.log"))).map_err(|e| e.to_string())?;
-    let mut command = tokio::process::Command::new(binary);
+fn start_attack(env: &Env<'_>, mode: &str, url: &str) -> Result<tokio::process::Child, Error> {
+    let mut command = tokio::process::Command::new(&env.ctx.slowhttptest);
     match mode {
         // A header line every 5 s: the head never completes.
-        "slowloris" => command
-            .args(["-H", "-i", "5", "-x", "24"])
-            .arg("-u")
-            .arg(format!("{url}/api/counter")),
+        "slowloris" => command.args(["-H", "-i", "5", "-x", "24"]),
         // Declares 1000 bytes (under the 1 KB body limit, so the origin must wait for them) and
         // sends 10 every 2 s: only the request deadline ends it.
-        _ => command
-            .args(["-B", "-i", "2", "-s", "1000", "-x", "10"])
-            .arg("-u")
-            .arg(format!("{url}/api/counter")),
+        _ => command.args(["-B", "-i", "2", "-s", "1000", "-x", "10"]),
     };
-    command
-        .args([
-            "-c",
-            &ATTACK_CONNECTIONS.to_string(),
-            "-r",
-            "1000",
-            "-l",
-            "60",
-            "-p",
-            "3",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))
+    let connections = ATTACK_CONNECTIONS.to_string();
+    command.arg("-u").arg(format!("{url}/api/counter")).args([
+        "-c",
+        &connections,
+        "-r",
+        "1000",
+        "-l",
+        "60",
+        "-p",
+        "3",
+    ]);
+    env.spawn(command, &format!("{mode}.log"))
+}
+
+/// Waits until at most `most` connections are open at `port`, within `bound`; whether they were.
+async fn at_most(port: u16, most: usize, bound: Duration) -> bool {
+    super::poll(bound, || async move {
+        (established(port) <= most).then_some(())
+    })
+    .await
+    .is_some()
 }
 
 /// Established TCP connections whose local port is `port` (the origin's side of each), from
@@ -309,61 +334,6 @@ pub fn count_established(table: &str, port: u16) -> usize {
                 && fields[1].rsplit(':').next() == Some(wanted.as_str())
         })
         .count()
-}
-
-pub fn judge(f: &Figures) -> Checks {
-    let mut checks = Checks::default();
-    for a in &f.attacks {
-        let bound = a.baseline_p99_ms * P99_FACTOR;
-        let requests: u64 = a.rounds.iter().map(|r| r.under_attack.requests).sum();
-        checks.expect(
-            &format!("{}: normal requests keep their latency", a.mode),
-            requests > 0 && a.under_attack_errors == 0 && a.under_attack_p99_ms <= bound,
-            format!(
-                "median p99 {} ms under attack vs {} ms idle (bound {bound:.3} ms) over {} rounds; per round {:?}; {requests} requests under attack, {} errors",
-                a.under_attack_p99_ms,
-                a.baseline_p99_ms,
-                a.rounds.len(),
-                a.rounds.iter().map(|r| (r.baseline.p99_ms, r.under_attack.p99_ms)).collect::<Vec<_>>(),
-                a.under_attack_errors
-            ),
-        );
-        let weakest = a
-            .rounds
-            .iter()
-            .map(|r| r.peak_connections)
-            .min()
-            .unwrap_or(0);
-        checks.expect(
-            &format!("{}: the attack was in force", a.mode),
-            !a.rounds.is_empty() && weakest >= (ATTACK_CONNECTIONS as f64 * IN_FORCE) as usize,
-            format!(
-                "at least {weakest} connections held in every round (ramps {:?} ms)",
-                a.rounds.iter().map(|r| r.ramp_ms).collect::<Vec<_>>()
-            ),
-        );
-        let windows = a.rounds.iter().flat_map(|r| [&r.baseline, &r.under_attack]);
-        let inexact: Vec<&str> = windows
-            .filter(|m| !m.writes_exact)
-            .map(|m| m.writes.as_str())
-            .collect();
-        checks.expect(
-            &format!("{}: exact count in every window", a.mode),
-            !a.rounds.is_empty() && inexact.is_empty(),
-            format!("windows whose writes were not exact: {inexact:?}"),
-        );
-        checks.expect(
-            &format!("{}: the origin sheds the slow connections itself", a.mode),
-            a.shed_after_ms.is_some(),
-            format!(
-                "all but {} closed {:?} ms after the measurement, the attacker still running \
-                 (bound {SHED_BOUND:?}); {} slow POSTs answered 408",
-                a.still_open, a.shed_after_ms, a.answered_408
-            ),
-        );
-    }
-    checks.expect("no panic", f.panics.is_empty(), format!("{:?}", f.panics));
-    checks
 }
 
 #[cfg(test)]
@@ -412,40 +382,23 @@ mod tests {
 
     #[test]
     fn a_slow_or_unshed_attack_fails() {
-        let passes = |a: Attack| {
-            judge(&Figures {
-                attacks: vec![a],
+        let passes = |a: &Attack| {
+            SlowClients::judge(&Figures {
+                attacks: vec![a.clone()],
                 ..Figures::default()
             })
             .passed()
         };
-        assert!(passes(good()));
-        let broken: crate::report::Breaks<Attack> = vec![
-            (
-                "p99 doubled and more",
-                Box::new(|a| a.under_attack_p99_ms = 2.1),
-            ),
-            (
-                "errors under attack",
-                Box::new(|a| a.under_attack_errors = 1),
-            ),
-            (
-                "attack never in force",
-                Box::new(|a| a.rounds[1].peak_connections = 100),
-            ),
-            (
-                "connections never shed",
-                Box::new(|a| a.shed_after_ms = None),
-            ),
-            (
-                "a window whose count was not exact",
-                Box::new(|a| a.rounds[2].under_attack.writes_exact = false),
-            ),
-        ];
-        for (what, breaks) in broken {
-            let mut attack = good();
-            breaks(&mut attack);
-            assert!(!passes(attack), "{what} went unnoticed");
-        }
+        crate::report::assert_each_break_fails(
+            good,
+            passes,
+            breaks![Attack;
+                "p99 doubled and more" => |a| a.under_attack_p99_ms = 2.1,
+                "errors under attack" => |a| a.under_attack_errors = 1,
+                "attack never in force" => |a| a.rounds[1].peak_connections = 100,
+                "connections never shed" => |a| a.shed_after_ms = None,
+                "a window whose count was not exact" => |a| a.rounds[2].under_attack.writes_exact = false,
+            ],
+        );
     }
 }
