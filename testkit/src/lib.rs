@@ -13,6 +13,7 @@ pub mod machine;
 pub mod origin;
 pub mod ports;
 pub mod probe;
+pub mod procfs;
 pub mod proxy;
 pub mod response;
 
