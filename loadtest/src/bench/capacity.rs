@@ -246,6 +246,14 @@ fn cpu_prediction(old: &WriteLoad, new: &WriteLoad, measured: Option<f64>) -> Op
     ))
 }
 
+/// `new ÷ old` closed-loop throughput at least `threshold`, with what the CPU costs predict.
+fn scaling_claim(name: String, old: &WriteLoad, new: &WriteLoad, threshold: f64) -> Claim {
+    let measured = ratio(new.increments_per_s, old.increments_per_s);
+    Claim::new(name, measured, Comparison::AtLeast, threshold, "×")
+        .disqualify(failures(&[old, new]))
+        .bound(cpu_prediction(old, new, measured))
+}
+
 impl Capacity {
     /// The row of a round trip and write path, if it was measured.
     fn row_at(&self, rtt_ms: f64, mode: &str) -> Option<&RttRow> {
@@ -259,18 +267,12 @@ impl Capacity {
         let mut claims = Vec::new();
         if let (Some(zero), Some(one)) = (self.row_at(0.0, "batched"), self.row_at(1.0, "batched"))
         {
-            let measured = ratio(one.closed.increments_per_s, zero.closed.increments_per_s);
-            claims.push(
-                Claim::new(
-                    "POST batched at 1 ms round trip ÷ at 0 ms (closed loop)",
-                    measured,
-                    Comparison::AtLeast,
-                    0.8,
-                    "×",
-                )
-                .disqualify(failures(&[&zero.closed, &one.closed]))
-                .bound(cpu_prediction(&zero.closed, &one.closed, measured)),
-            );
+            claims.push(scaling_claim(
+                "POST batched at 1 ms round trip ÷ at 0 ms (closed loop)".into(),
+                &zero.closed,
+                &one.closed,
+                0.8,
+            ));
         }
         if let Some(one) = self.row_at(1.0, "batched") {
             let limit = 3.0 * (1.0 + commit.statement_mean_ms);
@@ -322,21 +324,15 @@ impl Capacity {
                 .filter(|r| r.origins > 1)
                 .max_by_key(|r| r.origins),
         ) {
-            let measured = ratio(most.closed.increments_per_s, one.closed.increments_per_s);
-            claims.push(
-                Claim::new(
-                    format!(
-                        "POST batched, {} origins ÷ 1 origin ({} ms round trip)",
-                        most.origins, most.rtt_ms
-                    ),
-                    measured,
-                    Comparison::AtLeast,
-                    0.9,
-                    "×",
-                )
-                .disqualify(failures(&[&one.closed, &most.closed]))
-                .bound(cpu_prediction(&one.closed, &most.closed, measured)),
-            );
+            claims.push(scaling_claim(
+                format!(
+                    "POST batched, {} origins ÷ 1 origin ({} ms round trip)",
+                    most.origins, most.rtt_ms
+                ),
+                &one.closed,
+                &most.closed,
+                0.9,
+            ));
         }
         claims
     }
