@@ -77,7 +77,22 @@ pub async fn measure(
 /// WAL) and stops it once the first `fdatasync` figure is out (the later sections test other
 /// write patterns the WAL does not use).
 async fn fdatasync_ms(bin: &Path, data_dir: &Path) -> Result<f64, SetupError> {
-    let tool = bin.join("pg_test_fsync");
+    // Where `initdb` is a link onto PATH (Debian's /usr/lib/postgresql/15/bin/initdb linked into
+    // /usr/local/bin), pg_test_fsync stays beside the link's target.
+    let tool = std::iter::once(bin.to_path_buf())
+        .chain(
+            std::fs::canonicalize(bin.join("initdb"))
+                .ok()
+                .and_then(|initdb| initdb.parent().map(Path::to_path_buf)),
+        )
+        .map(|dir| dir.join("pg_test_fsync"))
+        .find(|tool| tool.exists())
+        .ok_or_else(|| {
+            SetupError(format!(
+                "no pg_test_fsync in {} (nor beside its initdb's target)",
+                bin.display()
+            ))
+        })?;
     let file = data_dir
         .parent()
         .unwrap_or(data_dir)
