@@ -901,6 +901,25 @@ fn html(r: &BenchResult, table: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The flags' defaults, as `make bench` runs them.
+    fn default_args() -> BenchArgs {
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "loadtest",
+            "bench",
+            "--origin",
+            "o",
+            "--bare",
+            "b",
+            "--database-url",
+            "postgres://x",
+        ])
+        .unwrap();
+        match cli.command {
+            crate::cli::Command::Bench(args) => args,
+            _ => panic!("not bench"),
+        }
+    }
+
     #[test]
     fn medians_resist_one_noisy_round() {
         assert_eq!(median(&[100.0, 5.0, 110.0]), 100.0);
@@ -954,20 +973,7 @@ mod tests {
                 statement_ms: None,
             })
             .collect();
-        let args = <crate::cli::Cli as clap::Parser>::try_parse_from([
-            "loadtest",
-            "bench",
-            "--origin",
-            "o",
-            "--bare",
-            "b",
-            "--database-url",
-            "postgres://x",
-        ])
-        .unwrap();
-        let crate::cli::Command::Bench(args) = args.command else {
-            panic!("not bench")
-        };
+        let args = default_args();
         let commit = commit::CommitTime {
             statement_mean_ms: 1.2,
             statement_p50_ms: 1.1,
@@ -1004,20 +1010,7 @@ mod tests {
 
     #[test]
     fn the_post_claims_name_the_commit_bound() {
-        let args = <crate::cli::Cli as clap::Parser>::try_parse_from([
-            "loadtest",
-            "bench",
-            "--origin",
-            "o",
-            "--bare",
-            "b",
-            "--database-url",
-            "postgres://x",
-        ])
-        .unwrap();
-        let crate::cli::Command::Bench(args) = args.command else {
-            panic!("not bench")
-        };
+        let args = default_args();
         let series = |name, median, statement_ms| Series {
             name,
             per_round: vec![median],

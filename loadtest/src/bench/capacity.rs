@@ -679,32 +679,16 @@ mod tests {
     #[test]
     fn claims_compare_the_rows_they_name() {
         let c = Capacity {
-            rtt: vec![
-                row(
-                    0.0,
-                    "batched",
-                    load(10_000.0, 20.0),
-                    open_loop(9, Some(2.0), 0),
-                ),
-                row(
-                    0.0,
-                    "MAX_BATCH=1",
-                    load(500.0, 200.0),
-                    open_loop(9, Some(9.0), 0),
-                ),
-                row(
-                    1.0,
-                    "batched",
-                    load(9_000.0, 25.0),
-                    open_loop(9, Some(6.0), 0),
-                ),
-                row(
-                    1.0,
-                    "MAX_BATCH=1",
-                    load(400.0, 250.0),
-                    open_loop(9, Some(99.0), 0),
-                ),
-            ],
+            rtt: [
+                (0.0, "batched", 10_000.0, 20.0, 2.0),
+                (0.0, "MAX_BATCH=1", 500.0, 200.0, 9.0),
+                (1.0, "batched", 9_000.0, 25.0, 6.0),
+                (1.0, "MAX_BATCH=1", 400.0, 250.0, 99.0),
+            ]
+            .map(|(rtt, mode, rate, cpu_us, p99)| {
+                row(rtt, mode, load(rate, cpu_us), open_loop(9, Some(p99), 0))
+            })
+            .to_vec(),
             ..Capacity::default()
         };
         let claims = c.claims(&COMMIT);
