@@ -4,7 +4,8 @@
 //! ([`machine`]), and one HTTP/1.1 response parser ([`response`]) under both the keep-alive load
 //! client ([`client`], the load tester's hot path) and the one-shot probes ([`probe`]). The
 //! `testkit` binary gives the shell scripts the origin launcher (`testkit with-origin`), and
-//! [`proxy`] is the latency-injecting TCP proxy `make bench` puts in front of PostgreSQL.
+//! [`proxy`] is the latency-injecting TCP proxy `make bench` puts in front of PostgreSQL;
+//! [`procfs`] reads processes' CPU time and memory (the benchmark's CPU per request).
 
 pub mod client;
 pub mod database;
@@ -13,6 +14,7 @@ pub mod machine;
 pub mod origin;
 pub mod ports;
 pub mod probe;
+pub mod procfs;
 pub mod proxy;
 pub mod response;
 

@@ -11,30 +11,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use testkit::origin::Origin;
 use testkit::proxy::{LatencyProxy, ProxyConfig};
 
+use super::commit::CommitTime;
+use super::cpu::{self, Client, Cost, Watched};
 use super::{
-    batch_counters, closed, harness_on, open_loop_of, scrape, start_origin, BenchArgs, OpenLoop,
-    Server,
+    closed, harness_on, open, ratio, start_origin, thousands, BenchArgs, Claim, Comparison,
+    Counters, Ledger, OpenLoop, MAX_BATCH,
 };
 use crate::client::Endpoint;
-use crate::drive::{Mode, Scenario};
+use crate::drive::Scenario;
 use crate::report::RunResult;
 use crate::SetupError;
 
 /// How often the lock sampler looks at pg_stat_activity: often enough to see waits of a
 /// millisecond or two in aggregate, rarely enough to cost PostgreSQL nothing measurable.
 const SAMPLE_EVERY: Duration = Duration::from_millis(5);
-/// The batch size the batched rows run with (the origin's default).
-const MAX_BATCH: usize = 512;
 
 /// The two write paths compared on every row.
 const MODES: [(&str, usize); 2] = [("batched", MAX_BATCH), ("MAX_BATCH=1", 1)];
 
 /// A latency proxy on its own thread and runtime, so the harness's busy workers do not delay
-/// the delayed bytes further.
+/// the delayed bytes further; its thread id lets the runs charge its CPU to it, not the client.
 struct ProxyThread {
     addr: SocketAddr,
+    thread_id: u32,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -51,10 +53,14 @@ impl ProxyThread {
                 Ok(runtime) => runtime,
                 Err(e) => return drop(ready.send(Err(e.to_string()))),
             };
+            let thread_id = match testkit::procfs::current_thread_id() {
+                Ok(id) => id,
+                Err(e) => return drop(ready.send(Err(e.to_string()))),
+            };
             runtime.block_on(async move {
                 match LatencyProxy::start(ProxyConfig::new(upstream, one_way)).await {
                     Ok(proxy) => {
-                        let _ = ready.send(Ok(proxy.addr()));
+                        let _ = ready.send(Ok((proxy.addr(), thread_id)));
                         // Sender dropped or signalled: either way the bench is done with it.
                         let _ = stopped.await;
                     }
@@ -62,12 +68,13 @@ impl ProxyThread {
                 }
             });
         });
-        let addr = started
+        let (addr, thread_id) = started
             .recv()
             .map_err(|_| SetupError("the latency proxy's thread died".into()))?
             .map_err(|e| SetupError(format!("latency proxy: {e}")))?;
         Ok(Self {
             addr,
+            thread_id,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -107,113 +114,62 @@ pub fn reroute(url: &str, addr: SocketAddr) -> Result<(SocketAddr, String), Stri
     Ok((upstream, format!("{scheme}://{user}{addr}{tail}")))
 }
 
-/// Statements committed, increments committed, seconds spent in `add` statements and CPU
-/// seconds used so far, summed over `servers`.
-async fn write_counters(
-    servers: &[Server],
-    pg_data_dir: Option<&std::path::Path>,
-) -> Result<(f64, f64, f64, f64, f64), SetupError> {
-    let pg = pg_data_dir
-        .and_then(postgres_cpu_seconds)
-        .unwrap_or(f64::NAN);
-    let mut total = (0.0, 0.0, 0.0, 0.0, pg);
-    for server in servers {
-        let (statements, increments) = batch_counters(server).await?;
-        let text = scrape(server).await?;
-        let seconds = super::metric_value(
-            &text,
-            "counter_store_statement_duration_seconds_sum{op=\"add\"}",
-        )
-        .unwrap_or(f64::NAN);
-        let cpu = server.pid().and_then(cpu_seconds).unwrap_or(f64::NAN);
-        total = (
-            total.0 + statements,
-            total.1 + increments,
-            total.2 + seconds,
-            total.3 + cpu,
-            total.4,
-        );
-    }
-    Ok(total)
-}
-
-/// User + system CPU time of a process, from /proc/<pid>/stat (in USER_HZ ticks: 100 a second on
-/// every Linux this runs on).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    cpu_seconds_of(&stat)
-}
-
-/// CPU seconds of the PostgreSQL server in `data_dir`: the postmaster and its children (backends,
-/// WAL writer, checkpointer), read from /proc.
-fn postgres_cpu_seconds(data_dir: &std::path::Path) -> Option<f64> {
-    let pid_file = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
-    let postmaster: u32 = pid_file.lines().next()?.trim().parse().ok()?;
-    let mut total = cpu_seconds(postmaster)?;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if parent == Some(postmaster) {
-            total += cpu_seconds_of(&stat).unwrap_or(0.0);
-        }
-    }
-    Some(total)
-}
-
-pub fn cpu_seconds_of(stat: &str) -> Option<f64> {
-    // Fields after the command name (which may hold spaces): state is the first, utime the 12th.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// What one closed-loop write run did to the database.
+/// What one closed-loop write run did to the database, and what it cost the machine.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct WriteLoad {
     /// Successful POSTs per second (the harness's count).
     pub increments_per_s: f64,
-    pub statements_per_s: f64,
-    pub average_batch: f64,
-    /// Mean time of one `add` statement as the origin saw it (round trip, lock, commit).
-    pub statement_ms: f64,
-    pub p99_ms: f64,
+    /// Failed requests of the run (a rate of the others is still reported).
     pub failed: u64,
-    /// Origin CPU (user + system, all origins) per successful POST, warm-up included.
-    pub cpu_us_per_increment: f64,
-    /// PostgreSQL's CPU (every process of the server) per statement; NaN when not on this machine.
-    pub postgres_cpu_us_per_statement: f64,
+    pub statements_per_s: Option<f64>,
+    pub average_batch: Option<f64>,
+    /// Mean time of one `add` statement as the origin saw it (round trip, lock, commit).
+    pub statement_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// CPU per committed increment (warm-up included, like the count): origins, PostgreSQL,
+    /// the harness, the latency proxy.
+    pub cpu: Option<Cost>,
 }
 
-fn write_load(
-    result: &RunResult,
-    before: (f64, f64, f64, f64, f64),
-    after: (f64, f64, f64, f64, f64),
-) -> WriteLoad {
-    let statements = after.0 - before.0;
-    let increments = after.1 - before.1;
-    let per_increment = statements / increments;
+fn write_load(result: &RunResult, done: &Counters, cost: Option<Cost>) -> WriteLoad {
+    let per_increment = ratio(done.statements, done.increments);
     WriteLoad {
         increments_per_s: result.total.rate,
-        statements_per_s: result.total.rate * per_increment,
-        average_batch: increments / statements,
-        statement_ms: (after.2 - before.2) / statements * 1000.0,
-        p99_ms: result.total.latency_ms.p99,
         failed: result.total.failed,
-        cpu_us_per_increment: (after.3 - before.3) / increments * 1e6,
-        postgres_cpu_us_per_statement: (after.4 - before.4) / statements * 1e6,
+        statements_per_s: per_increment.map(|p| result.total.rate * p),
+        average_batch: ratio(done.increments, done.statements),
+        statement_ms: ratio(done.add_seconds * 1000.0, done.statements),
+        p99_ms: crate::report::data(result.total.latency_ms.p99),
+        cpu: cost,
     }
+}
+
+/// Runs the closed write loop of a capacity row on `origins`, with CPU read around it.
+async fn closed_write(
+    args: &BenchArgs,
+    origins: &[Origin],
+    proxy: &ProxyThread,
+    max_batch: usize,
+    ledger: &mut Ledger,
+    during: Option<LockSampler>,
+) -> Result<(WriteLoad, Option<LockSamples>), SetupError> {
+    let refs: Vec<&Origin> = origins.iter().collect();
+    let mut watched = Watched::new(
+        origins.iter().map(|o| o.pid).collect(),
+        args.pg_data_dir.as_deref(),
+    )?;
+    watched.proxy_thread = Some(proxy.thread_id);
+    let before = (watched.snapshot()?, Counters::read(&refs).await?);
+    let result = harness_on(endpoint(origins).await?, closed_plan(args, max_batch)).await?;
+    let after = (watched.snapshot()?, Counters::read(&refs).await?);
+    let locks = match during {
+        Some(sampler) => Some(sampler.finish().await?),
+        None => None,
+    };
+    ledger.record(&result);
+    let done = after.1.since(&before.1);
+    let cost = Cost::of(&before.0, &after.0, done.increments, Client::Harness);
+    Ok((write_load(&result, &done, cost), locks))
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -231,11 +187,11 @@ pub struct OriginsRow {
     pub mode: &'static str,
     pub closed: WriteLoad,
     /// Mean number of backends waiting for a lock (= backend-seconds of waiting per second).
-    pub lock_waiters_mean: f64,
+    pub lock_waiters_mean: Option<f64>,
     /// Share of samples in which at least one backend waited for a lock.
-    pub lock_wait_share: f64,
+    pub lock_wait_share: Option<f64>,
     /// Lock wait per statement (Little's law: mean waiters ÷ statements per second).
-    pub lock_wait_ms_per_statement: f64,
+    pub lock_wait_ms_per_statement: Option<f64>,
     pub lock_samples: u64,
 }
 
@@ -251,60 +207,109 @@ pub struct Capacity {
     pub violations: Vec<String>,
 }
 
-impl Capacity {
-    fn record(&mut self, result: &RunResult) {
-        if let Some(w) = &result.writes {
-            self.write_runs += 1;
-            self.increments_checked += w.successes;
-            self.violations.extend(
-                w.violations
-                    .iter()
-                    .map(|v| format!("{}: {v}", result.target)),
-            );
-        }
-    }
+/// Why a comparison of two closed-loop rows is no measurement: failed requests in either.
+fn failures(rows: &[&WriteLoad]) -> Option<String> {
+    let failed: u64 = rows.iter().map(|r| r.failed).sum();
+    (failed > 0).then(|| format!("{failed} failed requests in the runs compared"))
+}
 
-    /// The closed-loop batched rate at a round trip, if it was measured.
-    fn rate_at(&self, rtt_ms: f64, mode: &str) -> Option<&RttRow> {
+/// What the CPU costs per increment predict for `new ÷ old` when both runs get the same cores:
+/// the inverse ratio of their costs; and how far the measurement is from it.
+fn cpu_prediction(old: &WriteLoad, new: &WriteLoad, measured: Option<f64>) -> Option<String> {
+    let (o, n) = (old.cpu?, new.cpu?);
+    let predicted = o.total_us / n.total_us;
+    let part = |c: &Cost| {
+        format!(
+            "origins {} + PostgreSQL {} + client {}{}",
+            cpu::us(Some(c.server_us)),
+            cpu::us(c.postgres_us),
+            cpu::us(Some(c.client_us)),
+            if c.proxy_us > 0.0 {
+                format!(" + proxy {}", cpu::us(Some(c.proxy_us)))
+            } else {
+                String::new()
+            }
+        )
+    };
+    Some(format!(
+        "CPU per increment {:.1} µs ({}; cores {:.0}% busy) → {:.1} µs ({}; {:.0}% busy) predicts {predicted:.2}×{}",
+        o.total_us,
+        part(&o),
+        o.busy_share * 100.0,
+        n.total_us,
+        part(&n),
+        n.busy_share * 100.0,
+        measured.map_or(String::new(), |m| format!(
+            ", measured {m:.2}× ({:+.0}%)",
+            (m / predicted - 1.0) * 100.0
+        ))
+    ))
+}
+
+/// `new ÷ old` closed-loop throughput at least `threshold`, with what the CPU costs predict.
+fn scaling_claim(name: String, old: &WriteLoad, new: &WriteLoad, threshold: f64) -> Claim {
+    let measured = ratio(new.increments_per_s, old.increments_per_s);
+    Claim::new(name, measured, Comparison::AtLeast, threshold, "×")
+        .disqualify(failures(&[old, new]))
+        .bound(cpu_prediction(old, new, measured))
+}
+
+impl Capacity {
+    /// The row of a round trip and write path, if it was measured.
+    fn row_at(&self, rtt_ms: f64, mode: &str) -> Option<&RttRow> {
         self.rtt
             .iter()
             .find(|r| r.rtt_ms == rtt_ms && r.mode == mode)
     }
 
-    /// The claims of issue 18 that these runs can judge: (name, ratio, at least).
-    pub fn claims(&self) -> Vec<(String, f64, f64)> {
+    /// The claims of issue 18 that these runs can judge.
+    pub fn claims(&self, commit: &CommitTime) -> Vec<Claim> {
         let mut claims = Vec::new();
-        if let (Some(zero), Some(one)) =
-            (self.rate_at(0.0, "batched"), self.rate_at(1.0, "batched"))
+        if let (Some(zero), Some(one)) = (self.row_at(0.0, "batched"), self.row_at(1.0, "batched"))
         {
-            claims.push((
-                "POST batched at 1 ms round trip ÷ at 0 ms".into(),
-                one.closed.increments_per_s / zero.closed.increments_per_s,
+            claims.push(scaling_claim(
+                "POST batched at 1 ms round trip ÷ at 0 ms (closed loop)".into(),
+                &zero.closed,
+                &one.closed,
                 0.8,
             ));
-            // A commit here: one unbatched statement at 0 ms (lock, WAL flush, reply).
-            if let Some(commit) = self.rate_at(0.0, "MAX_BATCH=1") {
-                let bound = 3.0 * (1.0 + commit.closed.statement_ms);
-                claims.push((
+        }
+        if let Some(one) = self.row_at(1.0, "batched") {
+            let limit = 3.0 * (1.0 + commit.statement_mean_ms);
+            let errors = one.open.errors;
+            claims.push(
+                Claim::new(
                     format!(
-                        "3 × (1 ms + commit {:.2} ms) ÷ open-loop p99 at 1 ms",
-                        commit.closed.statement_ms
+                        "open-loop p99 at {}/s, 1 ms round trip: ≤ 3 × (1 ms + commit {:.2} ms)",
+                        thousands(one.open.rate),
+                        commit.statement_mean_ms
                     ),
-                    bound / one.open.p99_ms,
-                    1.0,
-                ));
-            }
+                    one.open.p99_ms,
+                    Comparison::AtMost,
+                    limit,
+                    " ms",
+                )
+                .disqualify((errors > 0).then(|| format!("{errors} failed requests"))),
+            );
         }
         for batched in self.rtt.iter().filter(|r| r.mode == "batched") {
-            if let Some(single) = self.rate_at(batched.rtt_ms, "MAX_BATCH=1") {
-                claims.push((
-                    format!(
-                        "POST batched ÷ MAX_BATCH=1 at {} ms round trip",
-                        batched.rtt_ms
-                    ),
-                    batched.closed.increments_per_s / single.closed.increments_per_s,
-                    10.0,
-                ));
+            if let Some(single) = self.row_at(batched.rtt_ms, "MAX_BATCH=1") {
+                claims.push(
+                    Claim::new(
+                        format!(
+                            "POST batched ÷ MAX_BATCH=1 at {} ms round trip",
+                            batched.rtt_ms
+                        ),
+                        ratio(
+                            batched.closed.increments_per_s,
+                            single.closed.increments_per_s,
+                        ),
+                        Comparison::AtLeast,
+                        10.0,
+                        "×",
+                    )
+                    .disqualify(failures(&[&batched.closed, &single.closed])),
+                );
             }
         }
         let batched: Vec<&OriginsRow> = self
@@ -319,9 +324,13 @@ impl Capacity {
                 .filter(|r| r.origins > 1)
                 .max_by_key(|r| r.origins),
         ) {
-            claims.push((
-                format!("POST batched, {} origins ÷ 1 origin", most.origins),
-                most.closed.increments_per_s / one.closed.increments_per_s,
+            claims.push(scaling_claim(
+                format!(
+                    "POST batched, {} origins ÷ 1 origin ({} ms round trip)",
+                    most.origins, most.rtt_ms
+                ),
+                &one.closed,
+                &most.closed,
                 0.9,
             ));
         }
@@ -335,22 +344,15 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
         batched_connections: args.capacity_connections,
         ..Capacity::default()
     };
+    let mut ledger = Ledger::default();
     for &rtt_ms in &args.db_rtt_ms {
-        let proxy = proxy_for(args, rtt_ms)?;
+        let (proxy, url) = proxy_for(args, rtt_ms)?;
         for (mode, max_batch) in MODES {
-            let origin = start_origin(
-                args,
-                format!("origin-rtt{rtt_ms}ms-{}", mode_slug(mode)),
-                max_batch,
-                &proxy.1,
-            )
-            .await?;
-            let servers = std::slice::from_ref(&origin);
-            let before = write_counters(servers, args.pg_data_dir.as_deref()).await?;
-            let result = harness_on(endpoint(servers).await?, closed_plan(args, max_batch)).await?;
-            let after = write_counters(servers, args.pg_data_dir.as_deref()).await?;
-            capacity.record(&result);
-            let load = write_load(&result, before, after);
+            let name = format!("origin-rtt{rtt_ms}ms-{}", mode_slug(mode));
+            let origin = start_origin(args, &name, max_batch, &url).await?;
+            let origins = std::slice::from_ref(&origin);
+            let (load, _) =
+                closed_write(args, origins, &proxy, max_batch, &mut ledger, None).await?;
             // MAX_BATCH=1 cannot take the batched rate: measure its latency at half its ceiling.
             let rate = if max_batch == 1 {
                 args.open_rate
@@ -358,91 +360,91 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             } else {
                 args.open_rate
             };
-            let open = harness_on(
-                endpoint(servers).await?,
-                super::Plan {
-                    mode: Mode::Open { rate },
-                    connections: args.open_connections,
-                    duration: args.open_duration,
-                    ..closed(args, Scenario::Write)
-                },
-            )
-            .await?;
-            capacity.record(&open);
+            let result =
+                harness_on(endpoint(origins).await?, open(args, Scenario::Write, rate)).await?;
+            ledger.record(&result);
             let row = RttRow {
                 rtt_ms,
                 mode,
                 closed: load,
-                open: open_loop_of(&open, rate),
+                open: OpenLoop::of(&result, rate),
             };
             eprintln!(
-                "bench: {rtt_ms} ms round trip, {mode}: {:.0} POST/s, {:.0} statements/s (batch {:.1}, statement {:.2} ms); open loop {}/s p99 {:.2} ms",
+                "bench: {rtt_ms} ms round trip, {mode}: {:.0} POST/s, batch {}, statement {} ms, CPU per POST {}; open loop {}/s: {}",
                 row.closed.increments_per_s,
-                row.closed.statements_per_s,
-                row.closed.average_batch,
-                row.closed.statement_ms,
+                opt(row.closed.average_batch, 1),
+                opt(row.closed.statement_ms, 2),
+                cpu::us(row.closed.cpu.map(|c| c.total_us)),
                 rate,
-                row.open.p99_ms
+                row.open.latencies()
             );
             capacity.rtt.push(row);
         }
     }
     if !args.origins.is_empty() {
-        let proxy = proxy_for(args, args.origins_rtt_ms)?;
+        let (proxy, url) = proxy_for(args, args.origins_rtt_ms)?;
         for &n in &args.origins {
             for (mode, max_batch) in MODES {
-                let mut servers = Vec::with_capacity(n);
+                let mut origins = Vec::with_capacity(n);
                 for i in 0..n {
-                    servers.push(
-                        start_origin(
-                            args,
-                            format!("origin-{n}x-{i}-{}", mode_slug(mode)),
-                            max_batch,
-                            &proxy.1,
-                        )
-                        .await?,
-                    );
+                    let name = format!("origin-{n}x-{i}-{}", mode_slug(mode));
+                    origins.push(start_origin(args, &name, max_batch, &url).await?);
                 }
-                let before = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
                 let sampler = LockSampler::start(&args.database_url).await?;
-                let result =
-                    harness_on(endpoint(&servers).await?, closed_plan(args, max_batch)).await?;
-                let locks = sampler.finish().await?;
-                let after = write_counters(&servers, args.pg_data_dir.as_deref()).await?;
-                capacity.record(&result);
-                let closed = write_load(&result, before, after);
-                let waiters = locks.waiting as f64 / locks.samples.max(1) as f64;
+                let (closed, locks) = closed_write(
+                    args,
+                    &origins,
+                    &proxy,
+                    max_batch,
+                    &mut ledger,
+                    Some(sampler),
+                )
+                .await?;
+                let locks = locks.unwrap_or_default();
+                let waiters = ratio(locks.waiting as f64, locks.samples as f64);
                 let row = OriginsRow {
                     origins: n,
                     rtt_ms: args.origins_rtt_ms,
                     mode,
                     closed,
                     lock_waiters_mean: waiters,
-                    lock_wait_share: locks.with_waiter as f64 / locks.samples.max(1) as f64,
-                    lock_wait_ms_per_statement: waiters / closed.statements_per_s * 1000.0,
+                    lock_wait_share: ratio(locks.with_waiter as f64, locks.samples as f64),
+                    lock_wait_ms_per_statement: waiters
+                        .zip(closed.statements_per_s)
+                        .and_then(|(w, s)| ratio(w * 1000.0, s)),
                     lock_samples: locks.samples,
                 };
                 eprintln!(
-                    "bench: {n} origin(s), {mode}: {:.0} POST/s, {:.0} statements/s (batch {:.1}); lock waiters {:.2} on average",
-                    closed.increments_per_s, closed.statements_per_s, closed.average_batch, waiters
+                    "bench: {n} origin(s), {mode}: {:.0} POST/s, batch {}, CPU per POST {}; lock waiters {} on average",
+                    closed.increments_per_s,
+                    opt(closed.average_batch, 1),
+                    cpu::us(closed.cpu.map(|c| c.total_us)),
+                    opt(waiters, 2)
                 );
                 capacity.origins.push(row);
             }
         }
     }
+    capacity.write_runs = ledger.runs;
+    capacity.increments_checked = ledger.increments;
+    capacity.violations = ledger.violations;
     Ok(capacity)
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    super::opt(v, decimals)
 }
 
 /// The closed loop of a capacity run. Batched: enough connections to reach the CPU rather than
 /// connections ÷ latency. MAX_BATCH=1: the side-by-side count (more would only queue, past the
 /// request deadline, behind one statement at a time).
-fn closed_plan(args: &BenchArgs, max_batch: usize) -> super::Plan {
+fn closed_plan(args: &BenchArgs, max_batch: usize) -> crate::drive::Plan {
     let connections = if max_batch == 1 {
         args.connections
     } else {
         args.capacity_connections
     };
-    super::Plan {
+    crate::drive::Plan {
         connections,
         ..closed(args, Scenario::Write)
     }
@@ -467,15 +469,15 @@ fn proxy_for(args: &BenchArgs, rtt_ms: f64) -> Result<(ProxyThread, String), Set
 }
 
 /// One endpoint whose connections are spread over every server (one write ledger for all).
-async fn endpoint(servers: &[Server]) -> Result<Endpoint, SetupError> {
-    Ok(Endpoint::resolve(&servers[0].url())
+async fn endpoint(origins: &[Origin]) -> Result<Endpoint, SetupError> {
+    Ok(Endpoint::resolve(&origins[0].url())
         .await
         .map_err(|e| SetupError(e.to_string()))?
-        .with_addrs(servers.iter().map(|s| s.addr).collect()))
+        .with_addrs(origins.iter().map(|o| o.addr()).collect()))
 }
 
 #[derive(Debug, Default)]
-struct LockSamples {
+pub struct LockSamples {
     samples: u64,
     /// Sum over samples of the backends waiting for a lock.
     waiting: u64,
@@ -542,53 +544,52 @@ pub fn markdown(c: &Capacity) -> String {
     if !c.rtt.is_empty() {
         t += &format!(
             "\n### Database round trip (latency proxy; PostgreSQL with real commits; batched closed loop with {} connections)\n\n\
-             | round trip | write path | POST/s (closed loop) | statements/s | average batch | statement | origin CPU per POST | PostgreSQL CPU per statement | open loop: rate, p50 / p99 / p99.9 | late, unsent, errors |\n\
-             |---|---|---|---|---|---|---|---|---|---|\n",
+             | round trip | write path | POST/s (closed loop) | statements/s | average batch | statement | CPU per POST: origin + PostgreSQL + client + proxy = total | open loop: rate, p50 / p99 / p99.9 | late, unsent, errors |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
             c.batched_connections
         );
         for r in &c.rtt {
             t += &format!(
-                "| {} ms | {} | {} | {} | {:.1} | {:.2} ms | {:.0} µs | {:.0} µs | {}/s: {:.2} / {:.2} / {:.2} ms | {}, {}, {} |\n",
+                "| {} ms | {} | {}{} | {} | {} | {} ms | {} | {}/s: {} | {}, {}, {} |\n",
                 r.rtt_ms,
                 r.mode,
-                super::thousands(r.closed.increments_per_s),
-                super::thousands(r.closed.statements_per_s),
-                r.closed.average_batch,
-                r.closed.statement_ms,
-                r.closed.cpu_us_per_increment,
-                r.closed.postgres_cpu_us_per_statement,
-                super::thousands(r.open.rate),
-                r.open.p50_ms,
-                r.open.p99_ms,
-                r.open.p999_ms,
+                thousands(r.closed.increments_per_s),
+                failed_note(r.closed.failed),
+                r.closed.statements_per_s.map_or("—".into(), thousands),
+                opt(r.closed.average_batch, 1),
+                opt(r.closed.statement_ms, 2),
+                cpu::cell(r.closed.cpu.as_ref()),
+                thousands(r.open.rate),
+                r.open.latencies(),
                 r.open.late,
                 r.open.unsent,
                 r.open.errors
             );
         }
     }
-    if !c.origins.is_empty() {
+    if let Some(first) = c.origins.first() {
         t += &format!(
             "\n### Several origins on one row ({} ms round trip; closed loop, batched with {} connections spread over the origins)\n\n\
-             | origins | write path | POST/s in all | statements/s | average batch | statement | waiting for the row lock (mean backends; share of samples) | lock wait per statement | p99 |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
-            c.origins[0].rtt_ms,
-            c.batched_connections
+             | origins | write path | POST/s in all | statements/s | average batch | statement | waiting for the row lock (mean backends; share of samples) | lock wait per statement | p99 | CPU per POST: origins + PostgreSQL + client + proxy = total |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
+            first.rtt_ms, c.batched_connections
         );
         for r in &c.origins {
             t += &format!(
-                "| {} | {} | {} | {} | {:.1} | {:.2} ms | {:.2}; {:.0}% of {} samples | {:.2} ms | {:.2} ms |\n",
+                "| {} | {} | {}{} | {} | {} | {} ms | {}; {}% of {} samples | {} ms | {} ms | {} |\n",
                 r.origins,
                 r.mode,
-                super::thousands(r.closed.increments_per_s),
-                super::thousands(r.closed.statements_per_s),
-                r.closed.average_batch,
-                r.closed.statement_ms,
-                r.lock_waiters_mean,
-                r.lock_wait_share * 100.0,
+                thousands(r.closed.increments_per_s),
+                failed_note(r.closed.failed),
+                r.closed.statements_per_s.map_or("—".into(), thousands),
+                opt(r.closed.average_batch, 1),
+                opt(r.closed.statement_ms, 2),
+                opt(r.lock_waiters_mean, 2),
+                opt(r.lock_wait_share.map(|s| s * 100.0), 0),
                 r.lock_samples,
-                r.lock_wait_ms_per_statement,
-                r.closed.p99_ms
+                opt(r.lock_wait_ms_per_statement, 2),
+                opt(r.closed.p99_ms, 2),
+                cpu::cell(r.closed.cpu.as_ref())
             );
         }
     }
@@ -597,22 +598,23 @@ pub fn markdown(c: &Capacity) -> String {
             "\nWrite correctness of these runs (one ledger across all origins of a run): {} violations in {} write runs ({} increments checked).\n",
             c.violations.len(),
             c.write_runs,
-            super::thousands(c.increments_checked as f64)
+            thousands(c.increments_checked as f64)
         );
     }
     t
 }
 
+fn failed_note(failed: u64) -> String {
+    if failed > 0 {
+        format!(" ({failed} failed)")
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_time_comes_from_utime_and_stime() {
-        let stat = "4242 (counter origin) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 3";
-        assert_eq!(cpu_seconds_of(stat), Some(2.0));
-        assert_eq!(cpu_seconds_of("garbage"), None);
-    }
 
     #[test]
     fn reroutes_a_database_url_through_the_proxy() {
@@ -633,51 +635,118 @@ mod tests {
         assert!(reroute("no url", proxy).is_err());
     }
 
-    fn load(rate: f64, statement_ms: f64) -> WriteLoad {
+    fn load(rate: f64, total_us: f64) -> WriteLoad {
         WriteLoad {
             increments_per_s: rate,
-            statement_ms,
+            cpu: Some(Cost {
+                total_us,
+                ..Cost::default()
+            }),
             ..WriteLoad::default()
         }
     }
 
-    fn open(p99_ms: f64) -> OpenLoop {
+    fn open_loop(ok: u64, p99_ms: Option<f64>, errors: u64) -> OpenLoop {
         OpenLoop {
             scenario: "write",
             rate: 5000.0,
-            p50_ms: 0.0,
+            ok,
+            p50_ms: p99_ms,
             p99_ms,
-            p999_ms: 0.0,
+            p999_ms: p99_ms,
             late: 0,
             unsent: 0,
-            errors: 0,
+            errors,
             curve: Vec::new(),
         }
     }
 
-    #[test]
-    fn claims_compare_the_rows_they_name() {
-        let row = |rtt_ms, mode, rate, statement_ms, p99| RttRow {
+    fn row(rtt_ms: f64, mode: &'static str, closed: WriteLoad, open: OpenLoop) -> RttRow {
+        RttRow {
             rtt_ms,
             mode,
-            closed: load(rate, statement_ms),
-            open: open(p99),
-        };
+            closed,
+            open,
+        }
+    }
+
+    const COMMIT: CommitTime = CommitTime {
+        statement_mean_ms: 1.5,
+        statement_p50_ms: 1.4,
+        fdatasync_ms: None,
+    };
+
+    #[test]
+    fn claims_compare_the_rows_they_name() {
         let c = Capacity {
-            rtt: vec![
-                row(0.0, "batched", 10_000.0, 1.0, 2.0),
-                row(0.0, "MAX_BATCH=1", 500.0, 1.5, 9.0),
-                row(1.0, "batched", 9_000.0, 2.0, 6.0),
-                row(1.0, "MAX_BATCH=1", 400.0, 2.5, 99.0),
-            ],
+            rtt: [
+                (0.0, "batched", 10_000.0, 20.0, 2.0),
+                (0.0, "MAX_BATCH=1", 500.0, 200.0, 9.0),
+                (1.0, "batched", 9_000.0, 25.0, 6.0),
+                (1.0, "MAX_BATCH=1", 400.0, 250.0, 99.0),
+            ]
+            .map(|(rtt, mode, rate, cpu_us, p99)| {
+                row(rtt, mode, load(rate, cpu_us), open_loop(9, Some(p99), 0))
+            })
+            .to_vec(),
             ..Capacity::default()
         };
-        let claims = c.claims();
-        let find = |name: &str| claims.iter().find(|c| c.0.starts_with(name)).unwrap();
-        assert_eq!(find("POST batched at 1 ms").1, 0.9);
+        let claims = c.claims(&COMMIT);
+        let find = |name: &str| claims.iter().find(|c| c.name.starts_with(name)).unwrap();
+        let rtt = find("POST batched at 1 ms");
+        assert_eq!(rtt.value, Some(0.9));
+        assert!(rtt.passed);
+        // 20 µs → 25 µs per increment predicts 0.8×; 0.9× measured is 12.5% above (just under, in floating point).
+        assert!(
+            rtt.bounds[0].contains("predicts 0.80×, measured 0.90× (+12%)"),
+            "{:?}",
+            rtt.bounds
+        );
         // 3 × (1 + 1.5) = 7.5 ms allowed, 6 ms measured.
-        assert_eq!(find("3 × (1 ms + commit 1.50 ms)").1, 7.5 / 6.0);
-        assert_eq!(find("POST batched ÷ MAX_BATCH=1 at 1 ms").1, 22.5);
+        let p99 = find("open-loop p99");
+        assert_eq!(
+            (p99.value, p99.threshold, p99.passed),
+            (Some(6.0), 7.5, true)
+        );
+        assert_eq!(find("POST batched ÷ MAX_BATCH=1 at 1 ms").value, Some(22.5));
         assert_eq!(claims.len(), 4);
+    }
+
+    #[test]
+    fn runs_that_failed_fail_their_claims_and_print_no_nan() {
+        let dead = WriteLoad {
+            failed: 1000,
+            ..WriteLoad::default()
+        };
+        let c = Capacity {
+            batched_connections: 1024,
+            rtt: vec![
+                row(
+                    0.0,
+                    "batched",
+                    load(10_000.0, 20.0),
+                    open_loop(9, Some(2.0), 0),
+                ),
+                row(1.0, "batched", dead, open_loop(0, None, 25_000)),
+            ],
+            origins: vec![OriginsRow {
+                origins: 4,
+                rtt_ms: 1.0,
+                mode: "batched",
+                closed: dead,
+                lock_waiters_mean: None,
+                lock_wait_share: None,
+                lock_wait_ms_per_statement: None,
+                lock_samples: 0,
+            }],
+            ..Capacity::default()
+        };
+        let claims = c.claims(&COMMIT);
+        assert_eq!(claims.len(), 2);
+        assert!(claims.iter().all(|c| !c.passed), "{claims:?}");
+        let text = markdown(&c) + &claims.iter().map(Claim::row).collect::<String>();
+        assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+        assert!(text.contains("no successful request"), "{text}");
+        assert!(text.contains("1000 failed"), "{text}");
     }
 }
