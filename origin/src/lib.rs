@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod assets;
+pub mod clock;
 pub mod config;
 pub mod counter;
 pub mod health;

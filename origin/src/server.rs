@@ -30,9 +30,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -43,6 +43,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::app::App;
+use crate::clock;
 use crate::routes;
 use crate::telemetry::metrics::CloseReason;
 
@@ -191,14 +192,14 @@ struct Activity {
     /// Of those, the ones whose handler has finished: their answer waits to be sent.
     unsent: AtomicU32,
     unsent_bytes: AtomicU64,
-    /// `clock_ms()` when bytes were last written to the socket or an answer became ready.
+    /// `clock::now_ms()` when bytes were last written to the socket or an answer became ready.
     progress_ms: AtomicU64,
-    /// `clock_ms()` since which the socket has refused our bytes (its buffer is full); 0 = not.
+    /// `clock::now_ms()` since which the socket has refused our bytes (its buffer is full); 0 = not.
     write_blocked_ms: AtomicU64,
     requests: AtomicU64,
-    /// `clock_ms()` when the connection last became idle.
+    /// `clock::now_ms()` when the connection last became idle.
     idle_since_ms: AtomicU64,
-    /// `clock_ms()` of the first byte received while idle (a request head is arriving); 0 = none.
+    /// `clock::now_ms()` of the first byte received while idle (a request head is arriving); 0 = none.
     head_started_ms: AtomicU64,
     /// HTTP/2 multiplexes and pings; only the idle rule applies to it.
     http2: AtomicBool,
@@ -209,7 +210,7 @@ struct Activity {
 
 impl Activity {
     fn new() -> Self {
-        let now = clock_ms();
+        let now = clock::now_ms();
         Self {
             accepted_ms: now,
             in_flight: AtomicU32::new(0),
@@ -235,7 +236,7 @@ impl Activity {
     fn answer_ready(&self, bytes: u64) {
         self.unsent.fetch_add(1, Ordering::Relaxed);
         self.unsent_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.progress_ms.store(clock_ms(), Ordering::Relaxed);
+        self.progress_ms.store(clock::now_ms(), Ordering::Relaxed);
     }
 
     /// The answer has been handed to the socket (or the stream was reset): the request is over.
@@ -246,7 +247,7 @@ impl Activity {
     }
 
     fn request_ended(&self) {
-        self.idle_since_ms.store(clock_ms(), Ordering::Relaxed);
+        self.idle_since_ms.store(clock::now_ms(), Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -256,14 +257,14 @@ impl Activity {
             self.write_blocked_ms.store(0, Ordering::Relaxed);
         }
         if self.unsent.load(Ordering::Relaxed) > 0 {
-            self.progress_ms.store(clock_ms(), Ordering::Relaxed);
+            self.progress_ms.store(clock::now_ms(), Ordering::Relaxed);
         }
     }
 
     fn write_blocked(&self) {
         if self.write_blocked_ms.load(Ordering::Relaxed) == 0 {
             self.write_blocked_ms
-                .store(clock_ms().max(1), Ordering::Relaxed);
+                .store(clock::now_ms().max(1), Ordering::Relaxed);
         }
     }
 
@@ -288,7 +289,7 @@ impl Activity {
                 self.http2.store(true, Ordering::Relaxed);
             }
             self.head_started_ms
-                .store(clock_ms().max(1), Ordering::Relaxed);
+                .store(clock::now_ms().max(1), Ordering::Relaxed);
         }
     }
 }
@@ -402,7 +403,7 @@ impl Connections {
     /// first one that sent no request (oldest first), then one whose client does not read its
     /// answers (stalled longest first), then the longest idle. Only when the limit is reached.
     fn evict_one(&self, grace: Grace) -> Option<CloseReason> {
-        let now = clock_ms();
+        let now = clock::now_ms();
         let mut open = self.lock();
         let victim = open
             .iter()
@@ -448,7 +449,7 @@ impl Connections {
 
 /// What the watchdog decides on each wake-up.
 enum Verdict {
-    /// Look again at this `clock_ms()`.
+    /// Look again at this `clock::now_ms()`.
     CheckAt(u64),
     /// Idle too long: ask the connection to close gracefully.
     CloseIdle,
@@ -558,11 +559,11 @@ async fn serve_connection(
             _ = turned_true(&mut closing), if close_deadline.is_none() => {
                 connection.as_mut().graceful_shutdown();
                 let grace = CLOSE_GRACE.min(app.config.shutdown_timeout);
-                close_deadline = Some(clock_ms() + grace.as_millis() as u64);
+                close_deadline = Some(clock::now_ms() + grace.as_millis() as u64);
                 watchdog.as_mut().reset(tokio::time::Instant::now() + grace);
             }
             _ = &mut watchdog => {
-                let now = clock_ms();
+                let now = clock::now_ms();
                 let next = match close_deadline {
                     Some(deadline) if now >= deadline => return, // asked to close and did not
                     Some(deadline) => deadline,
@@ -763,12 +764,6 @@ fn trim_free_memory() {}
 /// Resolves once the flag is true (the guard `wait_for` returns must not live across an await).
 async fn turned_true(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
-}
-
-/// Milliseconds on a monotonic process clock (cheap to store in an atomic).
-fn clock_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// Serves `GET /metrics` (and nothing else) on its own listener until `stop` turns true.

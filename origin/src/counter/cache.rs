@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 
+use crate::clock;
 use crate::store::{CounterStore, StoreError};
 use crate::telemetry::metrics::{Metrics, StoreOp};
 
@@ -23,9 +24,8 @@ pub struct ReadCache {
     cache: Option<Cache<(), i64>>,
     store: Arc<dyn CounterStore>,
     highest: AtomicI64,
-    /// Milliseconds since `epoch` until which `highest` may be served without asking moka.
+    /// [`clock::now_ms`] until which `highest` may be served without asking moka.
     fresh_until_ms: AtomicU64,
-    epoch: Instant,
     ttl: Duration,
     metrics: Arc<Metrics>,
 }
@@ -39,7 +39,6 @@ impl ReadCache {
             store,
             highest: AtomicI64::new(i64::MIN),
             fresh_until_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
             ttl,
             metrics,
         }
@@ -84,7 +83,7 @@ impl ReadCache {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        clock::now_ms()
     }
 
     fn observe(&self, value: i64) -> i64 {
