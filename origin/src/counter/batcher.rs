@@ -12,14 +12,15 @@
 //!   carrying keys commits as one transaction that also records them, so a retry with the same key
 //!   gets the first answer instead of a second increment.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::SpanContext;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use super::handoff::{Answerer, Handoff, Outcome};
 use super::idempotency::IdempotencyKey;
 use super::ReadCache;
 use crate::health::Readiness;
@@ -41,16 +42,10 @@ pub enum IncrementError {
     Ambiguous,
 }
 
-/// Who owns a queued increment: the caller may withdraw it until the writer takes it; after
-/// that the caller waits for the statement's outcome. One compare-and-swap decides, so a `504`
-/// can never be given for an increment that was counted.
-const QUEUED: u8 = 0;
-const TAKEN: u8 = 1;
-const WITHDRAWN: u8 = 2;
-
+/// A queued increment: the caller may withdraw it until the writer takes it ([`Handoff`]); after
+/// that the caller waits for the statement's outcome.
 struct Pending {
-    claim: Arc<AtomicU8>,
-    reply: oneshot::Sender<Reply>,
+    reply: Answerer<Reply>,
     /// The caller's request span is sampled: the batch carrying it gets a span to link to.
     traced: bool,
     key: Option<IdempotencyKey>,
@@ -58,7 +53,7 @@ struct Pending {
 
 /// An increment the writer has taken into a batch.
 struct Taken {
-    reply: oneshot::Sender<Reply>,
+    reply: Answerer<Reply>,
     traced: bool,
     key: Option<IdempotencyKey>,
 }
@@ -69,15 +64,6 @@ struct Reply {
     /// The span of the batch that carried a traced caller's increment (shared: one per batch, and
     /// it keeps this reply small when tracing is off).
     batch: Option<Arc<SpanContext>>,
-}
-
-impl Reply {
-    fn untraced(outcome: Result<i64, IncrementError>) -> Self {
-        Self {
-            outcome,
-            batch: None,
-        }
-    }
 }
 
 pub struct IncrementBatcher {
@@ -155,14 +141,8 @@ impl IncrementBatcher {
         key: Option<IdempotencyKey>,
     ) -> Result<i64, IncrementError> {
         let traced = self.tracing && traces::current_span_sampled();
-        let claim = Arc::new(AtomicU8::new(QUEUED));
-        let (reply, mut answer) = oneshot::channel();
-        match self.queue.try_send(Pending {
-            claim: Arc::clone(&claim),
-            reply,
-            traced,
-            key,
-        }) {
+        let (handoff, reply) = Handoff::new();
+        match self.queue.try_send(Pending { reply, traced, key }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics.shed.inc();
@@ -170,20 +150,20 @@ impl IncrementBatcher {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(IncrementError::ShuttingDown),
         }
-        let reply = match tokio::time::timeout_at(deadline.into(), &mut answer).await {
-            Ok(reply) => reply.unwrap_or(Reply::untraced(Err(IncrementError::ShuttingDown))),
-            Err(_)
-                if claim
-                    .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok() =>
-            {
+        let outcome = match tokio::time::timeout_at(deadline.into(), handoff.outcome()).await {
+            Ok(outcome) => outcome,
+            Err(_) if handoff.withdraw() => {
                 metrics.expired.inc();
                 return Err(IncrementError::DeadlineExceeded);
             }
             // Taken into a batch: its statement is bounded by the store's call timeout.
-            Err(_) => answer
-                .await
-                .unwrap_or(Reply::untraced(Err(IncrementError::Ambiguous))),
+            Err(_) => handoff.outcome().await,
+        };
+        let reply = match outcome {
+            Outcome::Answered(reply) => reply,
+            Outcome::NeverTaken => return Err(IncrementError::ShuttingDown),
+            // The writer was abandoned mid-statement (shutdown timeout).
+            Outcome::Abandoned => return Err(IncrementError::Ambiguous),
         };
         if let Some(batch) = reply.batch {
             traces::link_current_span(&batch);
@@ -250,11 +230,7 @@ impl Writer {
             self.metrics
                 .observe_queue_depth(received + self.receiver.len());
             batch.extend(taken.drain(..).filter_map(|p: Pending| {
-                let claimed = p
-                    .claim
-                    .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-                claimed.then_some(Taken {
+                p.reply.take().then_some(Taken {
                     reply: p.reply,
                     traced: p.traced,
                     key: p.key,
@@ -318,7 +294,7 @@ impl Writer {
                 }
                 for (taken, own) in batch.drain(..).zip(values) {
                     // A caller that went away was still counted.
-                    let _ = taken.reply.send(Reply {
+                    taken.reply.answer(Reply {
                         outcome: Ok(own),
                         batch: link(taken.traced),
                     });
@@ -351,7 +327,7 @@ impl Writer {
                     }
                 };
                 for taken in batch.drain(..) {
-                    let _ = taken.reply.send(Reply {
+                    taken.reply.answer(Reply {
                         outcome: Err(outcome.clone()),
                         batch: link(taken.traced),
                     });

@@ -3,6 +3,7 @@
 
 mod batcher;
 mod cache;
+mod handoff;
 pub mod idempotency;
 
 pub use batcher::{BatchLimits, IncrementBatcher, IncrementError, WriterParts};
