@@ -224,16 +224,11 @@ async fn read_counter(app: &App, request: &Request<Incoming>, deadline: Instant)
         }
         Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded"),
     };
-    let etag = etag_of(value);
-    let status = if if_none_match(request.headers(), etag.as_bytes()) {
-        StatusCode::NOT_MODIFIED
+    let (body, etag) = read_answer(value);
+    let (status, body) = if if_none_match(request.headers(), etag.as_bytes()) {
+        (StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
-        StatusCode::OK
-    };
-    let body = if status == StatusCode::OK {
-        value_body(value)
-    } else {
-        Bytes::new()
+        (StatusCode::OK, body)
     };
     let mut response = json(status, body);
     let headers = response.headers_mut();
@@ -352,6 +347,22 @@ pub fn read_cache_control(edge_ttl_s: u64) -> HeaderValue {
         "public, max-age=0, s-maxage={edge_ttl_s}, stale-while-revalidate=1, stale-if-error=60"
     );
     HeaderValue::from_static(Box::leak(value.into_boxed_str()))
+}
+
+/// The body and ETag of a read of `value`, remembered per thread: between two commits every read
+/// answers the same value, and building them (two allocations, two formattings) was a tenth of a
+/// cached GET's own instructions. Clones share the bytes.
+fn read_answer(value: i64) -> (Bytes, HeaderValue) {
+    use std::cell::RefCell;
+    thread_local!(static LAST: RefCell<Option<(i64, Bytes, HeaderValue)>> = const { RefCell::new(None) });
+    LAST.with_borrow_mut(|last| match last {
+        Some((seen, body, etag)) if *seen == value => (body.clone(), etag.clone()),
+        _ => {
+            let (body, etag) = (value_body(value), etag_of(value));
+            *last = Some((value, body.clone(), etag.clone()));
+            (body, etag)
+        }
+    })
 }
 
 fn value_body(value: i64) -> Bytes {
