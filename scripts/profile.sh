@@ -18,7 +18,7 @@ cargo build --profile profiling --locked -p counter-origin -p loadtest --bins --
   || die "cargo build --profile profiling failed"
 bin=target/profiling
 start_test_postgres
-out=artifacts/profile
+out=${PROFILE_OUT:-artifacts/profile}
 rm -rf "$out" && mkdir -p "$out"
 
 # profile NAME SCENARIO URL COMMAND… — COMMAND serves URL under callgrind, with server_env set.
