@@ -53,7 +53,7 @@ server_env=()
 bare_port=$(port)
 profile bare-get read "http://127.0.0.1:$bare_port" "$bin/examples/bare-hyper" "127.0.0.1:$bare_port"
 db="counter_profile_$$"
-"$(dirname "$(readlink -f "$(pg_bin_dir)/initdb")")/psql" "$TEST_DATABASE_URL" -qc "CREATE DATABASE $db" || die "cannot create database $db"
+"$(pg_bin_dir)/psql" "$TEST_DATABASE_URL" -qc "CREATE DATABASE $db" || die "cannot create database $db"
 origin_port=$(port)
 server_env=(LISTEN_ADDR="127.0.0.1:$origin_port" METRICS_ADDR="127.0.0.1:$(port)"
   DATABASE_URL="${TEST_DATABASE_URL%/*}/$db?sslmode=disable" LOG_LEVEL=warn)

@@ -17,8 +17,10 @@
 
 pg_bin_dir() {
   local dir
+  # The directory initdb really lives in: a PATH entry may be links to a few of its tools only
+  # (here /usr/local/bin has initdb and pg_ctl, not psql or pg_test_fsync).
   if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
-    dirname "$(command -v initdb)"; return 0
+    dirname "$(readlink -f "$(command -v initdb)")"; return 0
   fi
   for dir in /usr/lib/postgresql/*/bin; do
     [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }

@@ -337,12 +337,12 @@ async fn closed_within(streams: &mut [TcpStream], timeout: Duration) -> usize {
 /// Waits until the process used under 10 ms of CPU in a 100 ms window (at most `limit`).
 async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, Error> {
     let started = Instant::now();
-    let mut before = cpu_ticks(pid)?;
+    let mut before = testkit::procfs::cpu_seconds(pid)?;
     // Clock ticks are 10 ms (USER_HZ = 100): under one tick per 100 ms is idle.
     while started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = cpu_ticks(pid)?;
-        if now - before < 1 {
+        let now = testkit::procfs::cpu_seconds(pid)?;
+        if now - before < 0.005 {
             return Ok(started.elapsed());
         }
         before = now;
@@ -352,31 +352,8 @@ async fn until_idle(pid: u32, limit: Duration) -> Result<Duration, Error> {
     )))
 }
 
-/// utime + stime of a process, in clock ticks (branch bench's testkit::procfs reads the same).
-fn cpu_ticks(pid: u32) -> Result<u64, Error> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    // Fields after the command name, which is in parentheses and may hold spaces; utime and
-    // stime are fields 14 and 15 of stat(5), here 11 and 12 (state is index 0).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    field(11)
-        .zip(field(12))
-        .map(|(user, system)| user + system)
-        .ok_or_else(|| Error::Tool(format!("cannot read CPU times from {path}")))
-}
-
 fn rss_of(pid: u32) -> Result<f64, Error> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .ok_or_else(|| Error::Tool(format!("no VmRSS in {path}")))
+    Ok(testkit::procfs::status_bytes(pid, "VmRSS")? as f64 / (1024.0 * 1024.0))
 }
 
 /// The highest RSS seen over `window`, sampled every 50 ms.
