@@ -406,7 +406,7 @@ pub async fn run_until(
         recorder: Recorder::new(
             plan.connections.min(threads * 4),
             measure_from,
-            plan.late_after,
+            plan.mode.schedule().map(|_| plan.late_after),
             stage_ends,
         ),
         stop: stop.clone(),
