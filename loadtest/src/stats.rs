@@ -123,7 +123,9 @@ struct Shard {
 pub struct Recorder {
     shards: Vec<Mutex<Shard>>,
     measure_from: Instant,
-    late_after: Duration,
+    /// Open loop: sends this far behind their intended time are late. `None` in closed loop,
+    /// where every request is sent when it is intended and there is no send lag to record.
+    late_after: Option<Duration>,
     /// When each stage of a ramp ends; a request belongs to the stage of its intended time.
     stage_ends: Vec<Instant>,
 }
@@ -143,11 +145,11 @@ pub struct Sample {
 impl Recorder {
     /// Requests intended before `measure_from` are the warm-up: charted, checked for
     /// correctness, but kept out of the totals. A send more than `late_after` behind its
-    /// intended time counts as late.
+    /// intended time counts as late (open loop; `None` in closed loop).
     pub fn new(
         shards: usize,
         measure_from: Instant,
-        late_after: Duration,
+        late_after: Option<Duration>,
         stage_ends: Vec<Instant>,
     ) -> Self {
         let shards = (0..shards.max(1))
@@ -176,7 +178,6 @@ impl Recorder {
 
     pub fn record(&self, shard: usize, sample: Sample) {
         let latency = micros(sample.done.saturating_duration_since(sample.intended));
-        let lag = sample.sent.saturating_duration_since(sample.intended);
         let measured = sample.intended >= self.measure_from;
         let mut s = self.shards[shard % self.shards.len()]
             .lock()
@@ -198,9 +199,12 @@ impl Recorder {
         if !measured {
             return;
         }
-        s.send_lag.saturating_record(micros(lag));
-        if lag > self.late_after {
-            s.late += 1;
+        if let Some(late_after) = self.late_after {
+            let lag = sample.sent.saturating_duration_since(sample.intended);
+            s.send_lag.saturating_record(micros(lag));
+            if lag > late_after {
+                s.late += 1;
+            }
         }
         s.totals[i].add(latency, sample.outcome, sample.status);
         if !self.stage_ends.is_empty() {
@@ -293,7 +297,7 @@ mod tests {
     fn warm_up_is_charted_and_checked_but_not_totalled() {
         let start = Instant::now();
         let measure_from = start + Duration::from_secs(1);
-        let recorder = Recorder::new(2, measure_from, Duration::from_millis(1), Vec::new());
+        let recorder = Recorder::new(2, measure_from, Some(Duration::from_millis(1)), Vec::new());
         recorder.record(0, sample(Op::Write, start, 0, 3, Ok(7)));
         recorder.record(1, sample(Op::Write, measure_from, 5, 9, Ok(8)));
         recorder.record(
@@ -333,13 +337,24 @@ mod tests {
     }
 
     #[test]
+    fn closed_loop_has_no_send_lag() {
+        let start = Instant::now();
+        let recorder = Recorder::new(1, start, None, Vec::new());
+        recorder.record(0, sample(Op::Read, start, 5, 9, Ok(1)));
+        let recorded = recorder.finish();
+        assert!(recorded.send_lag.is_empty());
+        assert_eq!(recorded.late, 0);
+        assert_eq!(recorded.ops[Op::Read.index()].ok, 1);
+    }
+
+    #[test]
     fn each_request_counts_in_the_stage_of_its_intended_time() {
         let start = Instant::now();
         let ends = vec![
             start + Duration::from_secs(1),
             start + Duration::from_secs(2),
         ];
-        let recorder = Recorder::new(1, start, Duration::from_millis(1), ends);
+        let recorder = Recorder::new(1, start, Some(Duration::from_millis(1)), ends);
         recorder.record(0, sample(Op::Read, start, 0, 1, Ok(1)));
         // Intended in stage 1, answered long after it ended: still stage 1's.
         recorder.record(

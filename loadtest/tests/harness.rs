@@ -510,3 +510,27 @@ async fn stages_ramp_the_rate_and_are_reported_apart() {
     );
     assert!(result.html().contains("stage boundary"));
 }
+
+// The load threads open every connection before the clock starts: when some cannot be opened,
+// or the opening sentinel fails, the run ends with the reason and sends no load at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_start_sends_no_load() {
+    let closed = format!("http://{}", testkit::free_addr().unwrap());
+    let endpoint = Arc::new(Endpoint::resolve(&closed).await.unwrap());
+    let p = plan(Scenario::Read, Mode::Closed, 3, Duration::from_secs(10));
+    match drive::run(endpoint, p, &Progress::hidden()).await {
+        Err(drive::RunError::Connect { wanted, failed, .. }) => {
+            assert_eq!((wanted, failed), (3, 3))
+        }
+        other => panic!("expected a connect error, got {:?}", other.err()),
+    }
+
+    let (url, seen) = support::spawn_watched_server(|_| Behaviour::Answer(503, body(0))).await;
+    let endpoint = Arc::new(Endpoint::resolve(&url).await.unwrap());
+    let p = plan(Scenario::Write, Mode::Closed, 3, Duration::from_secs(10));
+    match drive::run(endpoint, p, &Progress::hidden()).await {
+        Err(drive::RunError::Sentinel(e)) => assert_eq!(e.label(), "status_503"),
+        other => panic!("expected a sentinel error, got {:?}", other.err()),
+    }
+    assert_eq!(*seen.borrow(), 1, "only the opening sentinel was sent");
+}

@@ -5,6 +5,7 @@
 //! uses), a chunked body is compacted so its data is one contiguous range, and the caller gets
 //! ranges into its own buffer. Interim (1xx) answers are skipped.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 const MAX_HEADERS: usize = 64;
@@ -49,9 +50,15 @@ pub fn parse_head_answer(buf: &mut [u8]) -> Result<Option<Frame>, ParseError> {
 fn parse(buf: &mut [u8], at_eof: bool, bodiless: bool) -> Result<Option<Frame>, ParseError> {
     let mut offset = 0;
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        let head = match response.parse(&buf[offset..]) {
+        // Uninitialised slots: zeroing 64 headers (2 KiB) per answer cost more than the parse of
+        // a small answer's three headers.
+        let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let head = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            &buf[offset..],
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(ParseError::Malformed),
@@ -62,23 +69,26 @@ fn parse(buf: &mut [u8], at_eof: bool, bodiless: bool) -> Result<Option<Frame>, 
         // HTTP/1.0 closes unless told otherwise; we never ask it to keep alive.
         let mut close = response.version == Some(0);
         for h in response.headers.iter() {
-            let value = std::str::from_utf8(h.value).map_err(|_| ParseError::Malformed)?;
-            if h.name.eq_ignore_ascii_case("content-length") {
-                let n = value.trim().parse().map_err(|_| ParseError::Malformed)?;
+            // Every value must be text; the common all-ASCII case is checked a word at a time.
+            if !h.value.is_ascii() && std::str::from_utf8(h.value).is_err() {
+                return Err(ParseError::Malformed);
+            }
+            if is(h.name, "content-length") {
+                let n = content_length(h.value).ok_or(ParseError::Malformed)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(ParseError::Malformed);
                 }
                 length = Some(n);
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value
+            } else if is(h.name, "transfer-encoding") {
+                chunked = text(h.value)
                     .rsplit(',')
                     .next()
                     .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
                 if !chunked {
                     return Err(ParseError::Malformed);
                 }
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                close |= value
+            } else if is(h.name, "connection") {
+                close |= text(h.value)
                     .split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("close"));
             }
@@ -116,6 +126,26 @@ fn parse(buf: &mut [u8], at_eof: bool, bodiless: bool) -> Result<Option<Frame>, 
         }
         return Ok(Some(frame(start..start + length, start + length)));
     }
+}
+
+/// Header names compare case-insensitively; most servers send them in lower case, which is
+/// checked first (a plain comparison costs a tenth of a case-folding one).
+fn is(name: &str, lower: &str) -> bool {
+    name == lower || name.eq_ignore_ascii_case(lower)
+}
+
+/// A `Content-Length` value. Up to nine plain digits (every answer here) are read directly;
+/// anything else goes through the standard parser, which also bounds the overflow.
+fn content_length(value: &[u8]) -> Option<usize> {
+    if (1..=9).contains(&value.len()) && value.iter().all(u8::is_ascii_digit) {
+        return Some(value.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0')));
+    }
+    text(value).trim().parse().ok()
+}
+
+/// A header value already checked to be UTF-8.
+fn text(value: &[u8]) -> &str {
+    std::str::from_utf8(value).unwrap_or_default()
 }
 
 /// The headers of a parsed answer, as text (for probes, never on the hot path).
@@ -269,6 +299,16 @@ mod tests {
         ] {
             assert_eq!(parse(text, true).0, Err(ParseError::Malformed), "{text:?}");
         }
+        // A header value that is not text, whichever header it is.
+        let mut bytes = b"HTTP/1.1 200 OK\r\nx-any: \xff\xfe\r\ncontent-length: 0\r\n\r\n".to_vec();
+        assert_eq!(parse_answer(&mut bytes, false), Err(ParseError::Malformed));
+        let mut bytes = "HTTP/1.1 200 OK\r\nx-any: é\r\ncontent-length: 0\r\n\r\n"
+            .as_bytes()
+            .to_vec();
+        assert!(
+            parse_answer(&mut bytes, false).unwrap().is_some(),
+            "UTF-8 is text"
+        );
         let (frame, _) = parse(
             "HTTP/1.1 304 Not Modified\r\ncontent-length: 12\r\n\r\n",
             false,
