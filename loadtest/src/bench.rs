@@ -477,9 +477,10 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
     )
     .await?;
     eprintln!(
-        "bench: idle commit {:.2} ms mean ({:.2} ms median) per UPDATE; fdatasync {}",
+        "bench: idle commit {:.2} ms mean ({:.2} ms median, {:.2} ms p99) per UPDATE; fdatasync {}",
         commit.statement_mean_ms,
         commit.statement_p50_ms,
+        commit.statement_p99_ms,
         commit
             .fdatasync_ms
             .map_or("not measured (no --pg-bin-dir)".into(), |ms| format!(
@@ -792,7 +793,7 @@ pub fn markdown(r: &BenchResult) -> String {
     let mut t = format!(
         "Benchmark {} on {} ({} cores, Linux {}); load average {} at the start, {} at the end. \
          Closed loop: {} connections, {} threads, {} rounds of {} s, medians.\n\n\
-         Commit time of this PostgreSQL (before any load): {} ms mean, {} ms median per single-row UPDATE in autocommit; \
+         Commit time of this PostgreSQL (before any load): {} ms mean, {} ms median, {} ms p99 per single-row UPDATE in autocommit; \
          the disk's fdatasync (pg_test_fsync) {}.\n\n\
          | measurement | median | rounds | CPU per request: server + PostgreSQL + client = total |\n|---|---|---|---|\n",
         r.date,
@@ -807,6 +808,7 @@ pub fn markdown(r: &BenchResult) -> String {
         r.step_s,
         opt(Some(r.commit.statement_mean_ms), 2),
         opt(Some(r.commit.statement_p50_ms), 2),
+        opt(Some(r.commit.statement_p99_ms), 2),
         r.commit
             .fdatasync_ms
             .map_or("not measured".into(), |ms| format!("{ms:.2} ms"))
@@ -977,6 +979,8 @@ mod tests {
         let commit = commit::CommitTime {
             statement_mean_ms: 1.2,
             statement_p50_ms: 1.1,
+            statement_p99_ms: 2.0,
+            statement_max_ms: 3.0,
             fdatasync_ms: None,
         };
         let claims = side_by_side_claims(&args, &series, &commit, 0);
@@ -1030,6 +1034,8 @@ mod tests {
         let commit = commit::CommitTime {
             statement_mean_ms: 2.5,
             statement_p50_ms: 2.4,
+            statement_p99_ms: 4.0,
+            statement_max_ms: 6.0,
             fdatasync_ms: Some(1.6),
         };
         let claims = side_by_side_claims(&args, &t, &commit, 20 << 20);

@@ -289,7 +289,17 @@ impl Capacity {
                     limit,
                     " ms",
                 )
-                .disqualify((errors > 0).then(|| format!("{errors} failed requests"))),
+                .disqualify((errors > 0).then(|| format!("{errors} failed requests")))
+                .bound(Some(format!(
+                    "idle commits: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ⇒ with the p99 commit \
+                     3 × (1 ms + {:.2} ms) = {:.2} ms; a p99 meets the disk's flush stalls, \
+                     which the mean hides",
+                    commit.statement_p50_ms,
+                    commit.statement_p99_ms,
+                    commit.statement_max_ms,
+                    commit.statement_p99_ms,
+                    3.0 * (1.0 + commit.statement_p99_ms)
+                ))),
             );
         }
         for batched in self.rtt.iter().filter(|r| r.mode == "batched") {
@@ -673,6 +683,8 @@ mod tests {
     const COMMIT: CommitTime = CommitTime {
         statement_mean_ms: 1.5,
         statement_p50_ms: 1.4,
+        statement_p99_ms: 2.5,
+        statement_max_ms: 4.0,
         fdatasync_ms: None,
     };
 

@@ -24,9 +24,12 @@ const FSYNC_TEST_SECONDS: u32 = 2;
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct CommitTime {
     /// One single-row `UPDATE` in autocommit, round trip on loopback included, nothing else
-    /// running: mean and median.
+    /// running: mean, median, and the tail (a shared disk's flushes stall now and then, and an
+    /// open loop's p99 meets those stalls).
     pub statement_mean_ms: f64,
     pub statement_p50_ms: f64,
+    pub statement_p99_ms: f64,
+    pub statement_max_ms: f64,
     /// `pg_test_fsync`'s `fdatasync` of one 8 kB write (PostgreSQL's default `wal_sync_method` on
     /// Linux); `None` when the tool or the data directory is not at hand.
     pub fdatasync_ms: Option<f64>,
@@ -66,9 +69,12 @@ pub async fn measure(
         (Some(bin), Some(data)) => Some(fdatasync_ms(bin, data).await?),
         _ => None,
     };
+    times.sort_by(f64::total_cmp);
     Ok(CommitTime {
         statement_mean_ms: times.iter().sum::<f64>() / times.len() as f64,
         statement_p50_ms: super::median(&times),
+        statement_p99_ms: times[(times.len() * 99).div_ceil(100) - 1],
+        statement_max_ms: times[times.len() - 1],
         fdatasync_ms,
     })
 }
