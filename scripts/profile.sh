@@ -23,12 +23,12 @@ rm -rf "$out" && mkdir -p "$out"
 
 # profile NAME SCENARIO URL COMMAND… — COMMAND serves URL under callgrind, with server_env set.
 profile() {
-  local name=$1 scenario=$2 url=$3 pid i
+  local name=$1 scenario=$2 url=$3 pid
   shift 3
   env "${server_env[@]}" valgrind --tool=callgrind --callgrind-out-file="$out/$name.callgrind" "$@" \
     >"$out/$name.stdout" 2>"$out/$name.stderr" &
   pid=$!
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     curl -sf -o /dev/null "$url/readyz" 2>/dev/null || curl -sf -o /dev/null "$url/" 2>/dev/null && break
     kill -0 "$pid" 2>/dev/null || die "$name exited at start-up (see $out/$name.stderr)"
     sleep 0.2
@@ -42,7 +42,6 @@ profile() {
   drive "$requests"
   callgrind_control -d "$pid" >/dev/null
   kill -TERM "$pid"; wait "$pid" || true
-  local total
   # Part 1 is the dump just asked for (from the zeroing on); the bare file is the exit's remainder.
   python3 scripts/lib/callgrind_split.py "$out/$name.callgrind.1" 60 "$requests" >"$out/$name.txt"
   printf '%-22s %s\n' "$name" "$(head -1 "$out/$name.txt")" | tee -a "$out/summary.txt"
