@@ -566,12 +566,18 @@ async fn serve_connection(
             if close_deadline.is_none()
                 && (!closing_registered || closing_fired.has_changed().unwrap_or(true))
             {
+                if !budget_left(cx) {
+                    return Poll::Pending;
+                }
                 closing_registered = true;
                 if closing_signal.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Closing);
                 }
             }
             if !watchdog_registered || watchdog.is_elapsed() {
+                if !budget_left(cx) {
+                    return Poll::Pending;
+                }
                 watchdog_registered = true;
                 if watchdog.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Watchdog);
@@ -631,6 +637,18 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// Whether a tokio resource polled now would really be polled. With this task's cooperative
+/// budget spent (a burst of pipelined requests can spend it), a timer or a watch answers `Pending`
+/// without registering: polled then, and not again until it fires, it would never fire. Without
+/// budget the task asks to be polled again, with a fresh one.
+fn budget_left(cx: &Context<'_>) -> bool {
+    let left = tokio::task::coop::has_budget_remaining();
+    if !left {
+        cx.waker().wake_by_ref();
+    }
+    left
 }
 
 /// Why a connection's task woke up with something to do.
