@@ -59,6 +59,9 @@ impl ReadCache {
         let value = cache
             .try_get_with((), async {
                 let value = self.load().await?;
+                // The value first, then the window that lets reads take it without moka: the
+                // other order let a concurrent read serve the value before it (i64::MIN at start).
+                self.observe(value);
                 self.refresh_window();
                 Ok(value)
             })
