@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
+use super::statements::sqlite::{ADD, GET, PROBE_WRITE, PRUNE, STORED_KEY, STORE_KEY};
 use super::{BoxFuture, CounterStore, KeyedAdd, KeyedBatch, OpenError, StoreError, COUNTER_ID};
 
 pub const FILE_NAME: &str = "counter.sqlite3";
@@ -198,9 +199,6 @@ fn commit_failed(error: rusqlite::Error) -> StoreError {
     }
 }
 
-const ADD: &str =
-    "UPDATE request_counter_state SET value = value + ?1 WHERE id = ?2 RETURNING value";
-
 impl CounterStore for EmbeddedStore {
     fn add(&self, n: i64) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.run(move |c| {
@@ -227,8 +225,7 @@ impl CounterStore for EmbeddedStore {
                 .map_err(unavailable)?;
             let planned = (|| {
                 let mut stored = HashMap::new();
-                let mut lookup = transaction
-                    .prepare_cached("SELECT value FROM counter_idempotency_keys WHERE key = ?1")?;
+                let mut lookup = transaction.prepare_cached(STORED_KEY)?;
                 for key in KeyedBatch::distinct_keys(&entries) {
                     if let Some(value) = lookup
                         .query_row([&key], |row| row.get::<_, i64>(0))
@@ -241,9 +238,7 @@ impl CounterStore for EmbeddedStore {
                 let after: i64 = transaction
                     .prepare_cached(ADD)?
                     .query_row((batch.new_count(), COUNTER_ID), |row| row.get(0))?;
-                let mut insert = transaction.prepare_cached(
-                    "INSERT INTO counter_idempotency_keys (key, value) VALUES (?1, ?2)",
-                )?;
+                let mut insert = transaction.prepare_cached(STORE_KEY)?;
                 for (key, value) in batch.keys_to_store(after) {
                     insert.execute((key, value))?;
                 }
@@ -262,9 +257,7 @@ impl CounterStore for EmbeddedStore {
         let seconds = retention.as_secs() as i64;
         self.run(move |c| {
             let pruned = c
-                .prepare_cached(
-                    "DELETE FROM counter_idempotency_keys WHERE created_at < unixepoch() - ?1",
-                )
+                .prepare_cached(PRUNE)
                 .and_then(|mut delete| delete.execute([seconds]))
                 .map_err(unavailable)?;
             if pruned > 0 {
@@ -283,7 +276,7 @@ impl CounterStore for EmbeddedStore {
 
     fn get(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.run(|c| {
-            c.prepare_cached("SELECT value FROM request_counter_state WHERE id = ?1")
+            c.prepare_cached(GET)
                 .and_then(|mut get| get.query_row([COUNTER_ID], |row| row.get(0)))
                 .map_err(unavailable)
         })
@@ -303,10 +296,7 @@ impl CounterStore for EmbeddedStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
             transaction
-                .execute_batch(
-                    "INSERT INTO counter_idempotency_keys (key, value) VALUES (' write probe ', 0);
-                     DELETE FROM counter_idempotency_keys WHERE key = ' write probe ';",
-                )
+                .execute_batch(PROBE_WRITE)
                 .map_err(unavailable)?;
             transaction.commit().map_err(commit_failed)
         })

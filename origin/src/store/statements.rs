@@ -37,4 +37,22 @@ pub mod sqlite {
     pub const STORE_KEY: &str = "INSERT INTO counter_idempotency_keys (key, value) VALUES (?1, ?2)";
     pub const PRUNE: &str =
         "DELETE FROM counter_idempotency_keys WHERE created_at < unixepoch() - ?1";
+    /// Readiness's write probe: SQLite writes no page for `value = value + 0`, so it inserts and
+    /// deletes a key no client can send (keys are visible ASCII only: no spaces).
+    pub const PROBE_WRITE: &str =
+        "INSERT INTO counter_idempotency_keys (key, value) VALUES (' write probe ', 0);
+         DELETE FROM counter_idempotency_keys WHERE key = ' write probe ';";
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pruning_deletes_the_slice_it_names() {
+        let limit = format!("LIMIT {})", super::postgres::PRUNE_SLICE);
+        assert!(
+            super::postgres::PRUNE.ends_with(&limit),
+            "{}",
+            super::postgres::PRUNE
+        );
+    }
 }
