@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fault suite, fast cases (the test command): the origin binary against a throwaway PostgreSQL,
-# on loopback only — malformed requests, secrets under failure, PostgreSQL stopped and restarted
-# under write load, SIGKILL under write load, a rolling restart of two origins behind HAProxy.
+# on loopback only — the cases of `chaos --fast` (Case::selected in chaos/src/cases/mod.rs):
+# malformed requests, secrets under failure, the embedded store's disk full and files deleted,
+# HTTP/2 zero-window and preface floods, PostgreSQL stopped and restarted under write load,
+# SIGKILL under write load, a rolling restart of two origins behind HAProxy.
 # The case logic, figures and verdicts live in the chaos crate (chaos/src/cases/); its unit tests
 # (each judge fails on figures that break its promise) run in the rust suite. `make chaos` runs
 # the longer version plus slow clients and fuzzing. Figures: artifacts/chaos-fast/chaos.json.

@@ -380,7 +380,7 @@ def test_bootstrap_names_match_the_manifests():
         assert f"--from-literal={key}=" in scripts or f"--from-file={key}=" in scripts
 
 
-# The aws.env keys the bootstrap writes (deploy-k8s's contract, /work/wt/REQUESTS.md).
+# The aws.env keys the bootstrap writes (the contract between the bootstrap and the prod overlay).
 BINDINGS = {
     "manifests/overlays/prod/aws.env": {
         "ALB_SECURITY_GROUP_ID", "TARGET_GROUP_NAME", "ADOT_COLLECTOR_ROLE_ARN", "VPC_CIDR", "REGION",
