@@ -654,8 +654,25 @@ pub fn redact_url(url: &str) -> String {
         }
     }
     if let Some(pos) = out.find("password=") {
-        let end = out[pos..].find(['&', ' ']).map_or(out.len(), |e| pos + e);
-        out.replace_range(pos + "password=".len()..end, "***");
+        let start = pos + "password=".len();
+        let end = match out[start..].strip_prefix('\'') {
+            // A quoted key=value (libpq): up to the closing quote, past backslash escapes.
+            Some(quoted) => {
+                let mut escaped = false;
+                quoted
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let closes = c == '\'' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        closes
+                    })
+                    .map_or(out.len(), |(i, _)| start + 1 + i + 1)
+            }
+            None => out[start..]
+                .find(['&', ' '])
+                .map_or(out.len(), |e| start + e),
+        };
+        out.replace_range(start..end, "***");
     }
     out
 }
@@ -886,6 +903,12 @@ mod tests {
             redact_url("host=db password=s3cr3t user=app"),
             "host=db password=*** user=app"
         );
+        // Quoted values may hold spaces and escaped quotes: all of it is hidden.
+        assert_eq!(
+            redact_url(r"host=db password='a b\'c d' user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(redact_url("password='unterminated"), "password=***");
         let config = parse(&[("DATABASE_URL", "postgres://app:s3cr3t@db/c")]).unwrap();
         assert!(!config.to_string().contains("s3cr3t"));
     }
