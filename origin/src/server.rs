@@ -810,7 +810,9 @@ async fn trim_memory_after_connections_close(limit: Arc<Semaphore>, max_connecti
         let open = max_connections.saturating_sub(limit.available_permits());
         peak = peak.max(open);
         if peak - open >= TRIM_AFTER_CLOSED {
-            trim_free_memory();
+            // Off the workers: trimming a large heap takes milliseconds, which on a worker would
+            // stall every request queued behind it.
+            let _ = tokio::task::spawn_blocking(trim_free_memory).await;
             peak = open;
         }
     }
