@@ -32,5 +32,4 @@ for line in open(path, errors="replace"):
             selfc[fn] += c; incl[fn] += c; total += c
 print(f"total {total:,} ({total/reqs:,.0f} per request)")
 for f, c in selfc.most_common(top):
-    short = re.sub(r"<[^<>]*>", "", f) if len(f) > 120 else f
     print(f"{c/reqs:8.0f} {100*c/total:5.1f}%  {f[:150]}")
