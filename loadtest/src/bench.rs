@@ -84,11 +84,11 @@ pub struct BenchArgs {
     pub capacity_connections: usize,
     /// Database round trips (ms) to measure the write path at, through the latency proxy
     /// (docs/capacity.md); an empty list skips the sweep.
-    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
-    pub db_rtt_ms: Vec<f64>,
+    #[arg(long, default_value = "0,1,2", value_parser = list::<f64>)]
+    pub db_rtt_ms: List<f64>,
     /// Numbers of origins writing the same row at once; an empty list skips the sweep.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-    pub origins: Vec<usize>,
+    #[arg(long, default_value = "1,2,4", value_parser = list::<usize>)]
+    pub origins: List<usize>,
     /// PostgreSQL's data directory (its postmaster.pid): the runs read the server's CPU time
     /// from /proc when it is on this machine, and pg_test_fsync writes beside it.
     #[arg(long, env = "TEST_PG_DATA_DIR")]
@@ -99,25 +99,66 @@ pub struct BenchArgs {
     /// The database round trip (ms) of the several-origins runs.
     #[arg(long, default_value_t = 1.0)]
     pub origins_rtt_ms: f64,
+    /// A configuration variable for every origin the bench starts, NAME=VALUE (repeatable), e.g.
+    /// READ_CACHE_TTL_MS=0 to measure reads without the cache; MAX_BATCH and DATABASE_URL are the bench's.
+    #[arg(long = "origin-env", value_name = "NAME=VALUE", value_parser = origin_env)]
+    pub origin_env: Vec<(String, String)>,
 }
 
-/// An origin with production settings except its ports and `MAX_BATCH` (`ACCESS_LOG_EVERY`
-/// stays at its default of 100: sampled access logs are part of the real cost).
+/// A comma-separated list on the command line, where `--origins ""` is the empty list (clap's
+/// own delimiter gives one empty, unparsable value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct List<T>(pub Vec<T>);
+
+impl<T> std::ops::Deref for List<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+fn list<T: std::str::FromStr>(text: &str) -> Result<List<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| item.parse().map_err(|e| format!("{item:?}: {e}")))
+        .collect::<Result<_, _>>()
+        .map(List)
+}
+
+fn origin_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some(("MAX_BATCH" | "DATABASE_URL", _)) => {
+            Err("MAX_BATCH and DATABASE_URL are set by the bench itself".into())
+        }
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
+}
+
+/// An origin with production settings except its ports, `MAX_BATCH` and `--origin-env`
+/// (`ACCESS_LOG_EVERY` stays at its default of 100: sampled access logs are part of the real
+/// cost).
 pub async fn start_origin(
     args: &BenchArgs,
     name: &str,
     max_batch: usize,
     database_url: &str,
 ) -> Result<Origin, SetupError> {
-    let spec = OriginSpec::new(
-        &args.origin,
-        name,
-        &args.out,
-        &[
-            ("DATABASE_URL", database_url),
-            ("MAX_BATCH", &max_batch.to_string()),
-        ],
-    )?;
+    let max_batch = max_batch.to_string();
+    let mut env = vec![
+        ("DATABASE_URL", database_url),
+        ("MAX_BATCH", max_batch.as_str()),
+    ];
+    env.extend(
+        args.origin_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let spec = OriginSpec::new(&args.origin, name, &args.out, &env)?;
     Ok(spec.start_ready().await?)
 }
 
@@ -222,6 +263,8 @@ fn open(args: &BenchArgs, scenario: Scenario, rate: f64) -> Plan {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct OpenLoop {
+    /// `origin` or `bare hyper` (the machine's own tail at this rate).
+    pub server: &'static str,
     pub scenario: &'static str,
     pub rate: f64,
     /// Successful answers; the latencies are theirs (`None`: nothing succeeded).
@@ -242,6 +285,7 @@ impl OpenLoop {
         let l = result.total.latency_ms;
         let send = result.open_loop.as_ref();
         Self {
+            server: "origin",
             scenario: result.plan.scenario.name(),
             rate,
             ok: result.total.ok,
@@ -253,6 +297,19 @@ impl OpenLoop {
             errors: result.total.failed,
             curve: result.total.percentiles.clone(),
         }
+    }
+
+    /// The same run, against another server than the origin.
+    pub fn on(self, server: &'static str) -> Self {
+        Self { server, ..self }
+    }
+
+    /// What the machine adds to a p99 by itself: the bare server's p99 above its p50 (a request
+    /// that meets another process holding a core waits for it, whatever it asked for).
+    pub fn machine_tail_ms(&self) -> Option<f64> {
+        (self.ok > 0 && self.errors == 0)
+            .then_some(self.p99_ms? - self.p50_ms?)
+            .filter(|tail| tail.is_finite())
     }
 
     /// `p50 / p99 / p99.9 ms`, or why there are none.
@@ -405,6 +462,8 @@ pub struct BenchResult {
     pub step_s: u64,
     pub connections: usize,
     pub threads: usize,
+    /// `--origin-env`: settings every origin ran with on top of production's.
+    pub origin_env: Vec<String>,
     pub commit: commit::CommitTime,
     pub throughput: Vec<Series>,
     pub claims: Vec<Claim>,
@@ -593,7 +652,10 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
         );
     }
 
-    let mut open_loop = Vec::new();
+    // The bare server first: its tail at this rate is the machine's own, the baseline of the
+    // origin's open-loop latencies (here and at every round trip below).
+    let bare_open = harness(&bare.url(), open(args, Scenario::Read, args.open_rate)).await?;
+    let mut open_loop = vec![OpenLoop::of(&bare_open, args.open_rate).on("bare hyper")];
     for scenario in [Scenario::Read, Scenario::Write] {
         let result = harness(&batched.url(), open(args, scenario, args.open_rate)).await?;
         ledger.record(&result);
@@ -623,7 +685,7 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
     let statement_ms = ratio(post_load.add_seconds * 1000.0, post_load.statements);
     let claims = side_by_side_claims(args, &throughput, &commit, batched_rss)
         .into_iter()
-        .chain(capacity.claims(&commit))
+        .chain(capacity.claims(&commit, &open_loop[0]))
         .chain([Claim::new(
             "write-correctness violations (every write run)",
             Some((ledger.violations.len() + capacity.violations.len()) as f64),
@@ -641,6 +703,11 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
         step_s: args.step.as_secs().max(1),
         connections: args.connections,
         threads: args.threads,
+        origin_env: args
+            .origin_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         commit,
         passed: claims.iter().all(|c| c.passed),
         throughput,
@@ -792,7 +859,7 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 pub fn markdown(r: &BenchResult) -> String {
     let mut t = format!(
         "Benchmark {} on {} ({} cores, Linux {}); load average {} at the start, {} at the end. \
-         Closed loop: {} connections, {} threads, {} rounds of {} s, medians.\n\n\
+         Closed loop: {} connections, {} threads, {} rounds of {} s, medians.{}\n\n\
          Commit time of this PostgreSQL (before any load): {} ms mean, {} ms median, {} ms p99 per single-row UPDATE in autocommit; \
          the disk's fdatasync (pg_test_fsync) {}.\n\n\
          | measurement | median | rounds | CPU per request: server + PostgreSQL + client = total |\n|---|---|---|---|\n",
@@ -806,6 +873,11 @@ pub fn markdown(r: &BenchResult) -> String {
         r.threads,
         r.rounds,
         r.step_s,
+        if r.origin_env.is_empty() {
+            String::new()
+        } else {
+            format!(" Origins ran with {}.", r.origin_env.join(" "))
+        },
         opt(Some(r.commit.statement_mean_ms), 2),
         opt(Some(r.commit.statement_p50_ms), 2),
         opt(Some(r.commit.statement_p99_ms), 2),
@@ -829,10 +901,11 @@ pub fn markdown(r: &BenchResult) -> String {
             opt(ratio(harness.median, wrk.median), 2)
         );
     }
-    t += "\n| open loop, batched origin, 0 ms round trip | rate | p50 / p99 / p99.9 | late, unsent, errors |\n|---|---|---|---|\n";
+    t += "\n| open loop, 0 ms round trip | rate | p50 / p99 / p99.9 | late, unsent, errors |\n|---|---|---|---|\n";
     for o in &r.open_loop {
         t += &format!(
-            "| {} | {}/s | {} | {}, {}, {} |\n",
+            "| {} {} | {}/s | {} | {}, {}, {} |\n",
+            o.server,
             if o.scenario == "read" { "GET" } else { "POST" },
             thousands(o.rate),
             o.latencies(),
@@ -874,10 +947,10 @@ fn html(r: &BenchResult, table: &str) -> String {
         .open_loop
         .iter()
         .map(|o| {
-            let name = if o.scenario == "read" {
-                "GET (open loop)"
-            } else {
-                "POST (open loop)"
+            let name = match (o.server, o.scenario) {
+                ("origin", "read") => "GET (open loop)",
+                ("origin", _) => "POST (open loop)",
+                _ => "bare hyper GET (open loop)",
             };
             (
                 name,
@@ -892,7 +965,7 @@ fn html(r: &BenchResult, table: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Counter Service benchmark {}</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}\
          pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}svg{{max-width:100%;height:auto}}</style></head><body>\
-         <h1>Counter Service benchmark</h1><pre>{}</pre><h2>Open-loop latency by percentile, batched origin</h2>{}</body></html>",
+         <h1>Counter Service benchmark</h1><pre>{}</pre><h2>Open-loop latency by percentile, batched origin and bare hyper</h2>{}</body></html>",
         r.date,
         table.replace('&', "&amp;").replace('<', "&lt;"),
         report::percentile_svg(&curves)
@@ -919,6 +992,61 @@ mod tests {
         match cli.command {
             crate::cli::Command::Bench(args) => args,
             _ => panic!("not bench"),
+        }
+    }
+
+    fn args_with(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
+        let mut argv = vec![
+            "loadtest",
+            "bench",
+            "--origin",
+            "o",
+            "--bare",
+            "b",
+            "--database-url",
+            "postgres://x",
+        ];
+        argv.extend_from_slice(extra);
+        match <crate::cli::Cli as clap::Parser>::try_parse_from(argv)?.command {
+            crate::cli::Command::Bench(args) => Ok(args),
+            _ => panic!("not bench"),
+        }
+    }
+
+    #[test]
+    fn sweeps_are_lists_and_an_empty_one_skips_the_sweep() {
+        let args = default_args();
+        assert_eq!(&*args.db_rtt_ms, &[0.0, 1.0, 2.0]);
+        assert_eq!(&*args.origins, &[1, 2, 4]);
+        let args = args_with(&["--origins", "", "--db-rtt-ms", "0.5, 1"]).unwrap();
+        assert!(args.origins.is_empty());
+        assert_eq!(&*args.db_rtt_ms, &[0.5, 1.0]);
+        assert!(args_with(&["--origins", "1,x"]).is_err());
+    }
+
+    #[test]
+    fn origin_settings_are_name_value_pairs_and_never_the_benchs_own() {
+        let args = args_with(&[
+            "--origin-env",
+            "READ_CACHE_TTL_MS=0",
+            "--origin-env",
+            "X=a=b",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.origin_env,
+            [
+                ("READ_CACHE_TTL_MS".into(), "0".into()),
+                ("X".into(), "a=b".into())
+            ]
+        );
+        for bad in [
+            "READ_CACHE_TTL_MS",
+            "=1",
+            "MAX_BATCH=4",
+            "DATABASE_URL=postgres://y",
+        ] {
+            assert!(args_with(&["--origin-env", bad]).is_err(), "{bad}");
         }
     }
 
@@ -954,6 +1082,7 @@ mod tests {
     #[test]
     fn a_run_where_nothing_succeeded_prints_no_nan_and_fails() {
         let dead = OpenLoop {
+            server: "origin",
             scenario: "write",
             rate: 5000.0,
             ok: 0,
@@ -992,6 +1121,7 @@ mod tests {
             step_s: 4,
             connections: 256,
             threads: 2,
+            origin_env: Vec::new(),
             commit,
             passed: false,
             throughput: series,
