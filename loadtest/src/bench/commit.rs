@@ -35,12 +35,18 @@ pub struct CommitTime {
     pub fdatasync_ms: Option<f64>,
 }
 
-/// Times [`STATEMENTS`] commits on a scratch table of `database_url` (created and dropped here).
-pub async fn measure(
-    database_url: &str,
-    pg_bin_dir: Option<&Path>,
-    pg_data_dir: Option<&Path>,
-) -> Result<CommitTime, SetupError> {
+/// Idle single-row `UPDATE`s in autocommit, timed one after another.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct IdleUpdates {
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Times [`STATEMENTS`] commits on a scratch table of `database_url` (created and dropped here):
+/// through the latency proxy, a round trip and a commit as the origins face them.
+pub async fn idle_updates(database_url: &str) -> Result<IdleUpdates, SetupError> {
     let client = testkit::database::connect(database_url).await?;
     let fail = |e: tokio_postgres::Error| SetupError(format!("commit probe: {e}"));
     client
@@ -65,16 +71,31 @@ pub async fn measure(
         .batch_execute("DROP TABLE bench_commit_probe")
         .await
         .map_err(fail)?;
+    times.sort_by(f64::total_cmp);
+    Ok(IdleUpdates {
+        mean_ms: times.iter().sum::<f64>() / times.len() as f64,
+        p50_ms: super::median(&times),
+        p99_ms: times[(times.len() * 99).div_ceil(100) - 1],
+        max_ms: times[times.len() - 1],
+    })
+}
+
+/// The idle commit on loopback, then the disk's `fdatasync` when PostgreSQL is at hand.
+pub async fn measure(
+    database_url: &str,
+    pg_bin_dir: Option<&Path>,
+    pg_data_dir: Option<&Path>,
+) -> Result<CommitTime, SetupError> {
+    let idle = idle_updates(database_url).await?;
     let fdatasync_ms = match (pg_bin_dir, pg_data_dir) {
         (Some(bin), Some(data)) => Some(fdatasync_ms(bin, data).await?),
         _ => None,
     };
-    times.sort_by(f64::total_cmp);
     Ok(CommitTime {
-        statement_mean_ms: times.iter().sum::<f64>() / times.len() as f64,
-        statement_p50_ms: super::median(&times),
-        statement_p99_ms: times[(times.len() * 99).div_ceil(100) - 1],
-        statement_max_ms: times[times.len() - 1],
+        statement_mean_ms: idle.mean_ms,
+        statement_p50_ms: idle.p50_ms,
+        statement_p99_ms: idle.p99_ms,
+        statement_max_ms: idle.max_ms,
         fdatasync_ms,
     })
 }
