@@ -2,8 +2,9 @@
 # Load-test smoke (CI): the harness against a freshly started origin on a throwaway PostgreSQL,
 # a few seconds per scenario with the loose targets of loadtest/targets/smoke.toml. It proves on
 # every change that the origin serves reads and writes under concurrent load with no errors and
-# no write-correctness violation (distinct values, no gaps), and that the harness still works
-# (its result files, `compare`).
+# no write-correctness violation (distinct values, no gaps), that the harness still works
+# (its result files, `compare`, the report on a phone), and that `loadtest bench` runs every
+# section end to end (a tiny run; `make bench` judges the claims).
 # The crate's unit and integration tests run in the rust suite (`cargo test --workspace`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,3 +55,21 @@ for scheme in light dark; do
     || die "report.html is $width px wide on a 360 px screen ($scheme): it must fit (see $out/report-360-$scheme.png)"
 done
 echo "loadtest report fits 360 px (screenshots: $out/report-360-{light,dark}.png)" >&2
+
+# `loadtest bench` end to end, tiny and on debug builds: every section (side by side with wrk,
+# the open loops, idle UPDATEs through the latency proxy, the round trips, several origins on one
+# row) measures something, with no failed request and no write-correctness violation. The
+# claims' verdicts are `make bench`'s business, so exit 1 (a claim missed) is fine here; exit 2
+# (the bench could not run) is not.
+ensure_apt wrk wrk
+bench_out=artifacts/bench-smoke
+rm -rf "$bench_out" && mkdir -p "$bench_out"
+status=0
+target/debug/loadtest bench --origin target/debug/counter-origin \
+  --bare target/debug/examples/bare-hyper --wrk "$(command -v wrk)" \
+  --database-url "$TEST_DATABASE_URL" --out "$bench_out" \
+  --rounds 1 --step 1s --warmup 200ms --connections 16 --threads 1 \
+  --open-rate 300 --open-duration 1s --open-connections 16 --capacity-connections 32 \
+  --db-rtt-ms 0,1 --origins 1,2 >"$bench_out/run.log" 2>&1 || status=$?
+[ "$status" -le 1 ] || { tail -20 "$bench_out/run.log" >&2; die "loadtest bench could not run (exit $status; log: $bench_out/run.log)"; }
+python3 scripts/lib/check_bench.py "$bench_out" 0,1 1,2 || die "loadtest bench smoke (log: $bench_out/run.log)"

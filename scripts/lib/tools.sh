@@ -66,5 +66,5 @@ ensure_checkov() {
 # dependency builds in a clean clone.
 build_workspace() {
   command -v cargo >/dev/null 2>&1 || die "cargo is required (rustup toolchain)"
-  cargo build --workspace --lib --bins --tests --locked || die "cargo build failed"
+  cargo build --workspace --lib --bins --tests --examples --locked || die "cargo build failed"
 }
