@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use serde::Serialize;
 use testkit::origin::{Origin, OriginSpec};
-use testkit::{probe, procfs, Machine};
+use testkit::{affinity, probe, procfs, Machine};
 
 pub mod capacity;
 pub mod commit;
@@ -99,6 +99,12 @@ pub struct BenchArgs {
     /// The database round trip (ms) of the several-origins runs.
     #[arg(long, default_value_t = 1.0)]
     pub origins_rtt_ms: f64,
+    /// Cores the open-loop (latency) runs are pinned to, with every process they involve (the
+    /// servers, PostgreSQL and its backends, this process and its proxy thread). Default: the
+    /// last core, on a machine with two or more (core 0 takes the interrupts and, here, the
+    /// sandbox's agent: docs/capacity.md); "" pins nothing.
+    #[arg(long, value_parser = list::<usize>)]
+    pub latency_cpus: Option<List<usize>>,
     /// A configuration variable for every origin the bench starts, NAME=VALUE (repeatable), e.g.
     /// READ_CACHE_TTL_MS=0 to measure reads without the cache; MAX_BATCH and DATABASE_URL are the bench's.
     #[arg(long = "origin-env", value_name = "NAME=VALUE", value_parser = origin_env)]
@@ -127,6 +133,50 @@ where
         .map(|item| item.parse().map_err(|e| format!("{item:?}: {e}")))
         .collect::<Result<_, _>>()
         .map(List)
+}
+
+impl BenchArgs {
+    /// The cores of the latency runs (`--latency-cpus`, or its default); empty: not pinned.
+    pub fn latency_cores(&self) -> Vec<usize> {
+        match &self.latency_cpus {
+            Some(cores) => cores.0.clone(),
+            None => affinity::last_allowed_core().into_iter().collect(),
+        }
+    }
+}
+
+/// Pins the processes of a latency run (`servers`, PostgreSQL's whole tree when its data
+/// directory is known, and this process) to [`BenchArgs::latency_cores`] until the returned
+/// guard is released; nothing when no core is asked for.
+pub fn pin_for_latency(
+    args: &BenchArgs,
+    servers: &[u32],
+) -> Result<Option<affinity::Pinned>, SetupError> {
+    let cores = args.latency_cores();
+    if cores.is_empty() {
+        return Ok(None);
+    }
+    let mut processes = servers.to_vec();
+    if let Some(dir) = &args.pg_data_dir {
+        processes.push(procfs::postmaster_pid(dir)?);
+    }
+    processes.push(std::process::id());
+    Ok(Some(affinity::pin(&processes, &cores)?))
+}
+
+/// Runs one open loop with its processes pinned (see [`pin_for_latency`]).
+pub async fn latency_run(
+    args: &BenchArgs,
+    servers: &[u32],
+    endpoint: Endpoint,
+    plan: Plan,
+) -> Result<RunResult, SetupError> {
+    let pinned = pin_for_latency(args, servers)?;
+    let result = harness_on(endpoint, plan).await;
+    if let Some(pinned) = pinned {
+        pinned.release()?;
+    }
+    result
 }
 
 fn origin_env(text: &str) -> Result<(String, String), String> {
@@ -231,11 +281,14 @@ async fn harness_on(endpoint: Endpoint, plan: Plan) -> Result<RunResult, SetupEr
     Ok(RunResult::new(&url, plan, outcome, None))
 }
 
-async fn harness(url: &str, plan: Plan) -> Result<RunResult, SetupError> {
-    let endpoint = Endpoint::resolve(url)
+async fn resolve(url: &str) -> Result<Endpoint, SetupError> {
+    Endpoint::resolve(url)
         .await
-        .map_err(|e| SetupError(e.to_string()))?;
-    harness_on(endpoint, plan).await
+        .map_err(|e| SetupError(e.to_string()))
+}
+
+async fn harness(url: &str, plan: Plan) -> Result<RunResult, SetupError> {
+    harness_on(resolve(url).await?, plan).await
 }
 
 fn closed(args: &BenchArgs, scenario: Scenario) -> Plan {
@@ -464,6 +517,8 @@ pub struct BenchResult {
     pub threads: usize,
     /// `--origin-env`: settings every origin ran with on top of production's.
     pub origin_env: Vec<String>,
+    /// `--latency-cpus`: the cores the open-loop runs were pinned to (empty: not pinned).
+    pub latency_cores: Vec<usize>,
     pub commit: commit::CommitTime,
     pub throughput: Vec<Series>,
     pub claims: Vec<Claim>,
@@ -654,10 +709,22 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
 
     // The bare server first: its tail at this rate is the machine's own, the baseline of the
     // origin's open-loop latencies (here and at every round trip below).
-    let bare_open = harness(&bare.url(), open(args, Scenario::Read, args.open_rate)).await?;
+    let bare_open = latency_run(
+        args,
+        &[bare.pid],
+        resolve(&bare.url()).await?,
+        open(args, Scenario::Read, args.open_rate),
+    )
+    .await?;
     let mut open_loop = vec![OpenLoop::of(&bare_open, args.open_rate).on("bare hyper")];
     for scenario in [Scenario::Read, Scenario::Write] {
-        let result = harness(&batched.url(), open(args, scenario, args.open_rate)).await?;
+        let result = latency_run(
+            args,
+            &[batched.pid],
+            resolve(&batched.url()).await?,
+            open(args, scenario, args.open_rate),
+        )
+        .await?;
         ledger.record(&result);
         open_loop.push(OpenLoop::of(&result, args.open_rate));
     }
@@ -708,6 +775,7 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
+        latency_cores: args.latency_cores(),
         commit,
         passed: claims.iter().all(|c| c.passed),
         throughput,
@@ -859,7 +927,7 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 pub fn markdown(r: &BenchResult) -> String {
     let mut t = format!(
         "Benchmark {} on {} ({} cores, Linux {}); load average {} at the start, {} at the end. \
-         Closed loop: {} connections, {} threads, {} rounds of {} s, medians.{}\n\n\
+         Closed loop: {} connections, {} threads, {} rounds of {} s, medians. {}{}\n\n\
          Commit time of this PostgreSQL (before any load): {} ms mean, {} ms median, {} ms p99 per single-row UPDATE in autocommit; \
          the disk's fdatasync (pg_test_fsync) {}.\n\n\
          | measurement | median | rounds | CPU per request: server + PostgreSQL + client = total |\n|---|---|---|---|\n",
@@ -873,6 +941,17 @@ pub fn markdown(r: &BenchResult) -> String {
         r.threads,
         r.rounds,
         r.step_s,
+        match r.latency_cores.as_slice() {
+            [] => "Open loops on every core (not pinned).".to_string(),
+            cores => format!(
+                "Open loops pinned to core {} with every process they involve (--latency-cpus; docs/capacity.md).",
+                cores
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
         if r.origin_env.is_empty() {
             String::new()
         } else {
@@ -1022,6 +1101,20 @@ mod tests {
         assert!(args.origins.is_empty());
         assert_eq!(&*args.db_rtt_ms, &[0.5, 1.0]);
         assert!(args_with(&["--origins", "1,x"]).is_err());
+        assert!(args_with(&["--latency-cpus", ""])
+            .unwrap()
+            .latency_cores()
+            .is_empty());
+        assert_eq!(
+            args_with(&["--latency-cpus", "1,3"])
+                .unwrap()
+                .latency_cores(),
+            [1, 3]
+        );
+        assert_eq!(
+            default_args().latency_cores(),
+            Vec::from_iter(testkit::affinity::last_allowed_core())
+        );
     }
 
     #[test]
@@ -1122,6 +1215,7 @@ mod tests {
             connections: 256,
             threads: 2,
             origin_env: Vec::new(),
+            latency_cores: vec![1],
             commit,
             passed: false,
             throughput: series,

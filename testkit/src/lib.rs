@@ -5,8 +5,10 @@
 //! client ([`client`], the load tester's hot path) and the one-shot probes ([`probe`]). The
 //! `testkit` binary gives the shell scripts the origin launcher (`testkit with-origin`), and
 //! [`proxy`] is the latency-injecting TCP proxy `make bench` puts in front of PostgreSQL;
-//! [`procfs`] reads processes' CPU time and memory (the benchmark's CPU per request).
+//! [`procfs`] reads processes' CPU time and memory (the benchmark's CPU per request), and
+//! [`affinity`] keeps the benchmark's latency runs on chosen cores.
 
+pub mod affinity;
 pub mod client;
 pub mod database;
 pub mod error;

@@ -94,7 +94,17 @@ pub fn thread_cpu_seconds(tid: u32) -> Result<f64, Error> {
 /// exited are not seen, so this is measured around runs whose connections stay open.
 pub fn process_tree_cpu_seconds(parent: u32) -> Result<f64, Error> {
     let mut total = cpu_seconds(parent)?;
+    for child in children(parent)? {
+        // A child may exit between the listing and the read: it is then not a live child.
+        total += cpu_seconds(child).unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+/// The live processes whose parent is `parent`.
+pub fn children(parent: u32) -> Result<Vec<u32>, Error> {
     let entries = std::fs::read_dir("/proc").map_err(|e| Error::io("/proc", e))?;
+    let mut children = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -108,10 +118,20 @@ pub fn process_tree_cpu_seconds(parent: u32) -> Result<f64, Error> {
             continue;
         };
         if stat_parent(&stat) == Some(parent) {
-            total += stat_cpu_seconds(&stat, false).unwrap_or(0.0);
+            children.push(pid);
         }
     }
-    Ok(total)
+    Ok(children)
+}
+
+/// The threads of a live process (its `/proc/<pid>/task` entries).
+pub fn threads(pid: u32) -> Result<Vec<u32>, Error> {
+    let path = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&path).map_err(|e| Error::io(path.clone(), e))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect())
 }
 
 /// The postmaster's pid of the PostgreSQL server whose data directory is `data_dir` (the first
@@ -163,6 +183,7 @@ mod tests {
         assert!(own >= 0.0);
         assert!(process_tree_cpu_seconds(pid).unwrap() >= own);
         let tid = current_thread_id().unwrap();
+        assert!(threads(pid).unwrap().contains(&tid));
         let thread = thread_cpu_seconds(tid).unwrap();
         // One tick of slack: the kernel rounds a thread's and the process's times separately.
         assert!(thread <= cpu_seconds(pid).unwrap() + 0.01);

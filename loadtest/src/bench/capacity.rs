@@ -17,8 +17,8 @@ use testkit::proxy::{LatencyProxy, ProxyConfig};
 use super::commit::{self, CommitTime, IdleUpdates};
 use super::cpu::{self, Client, Cost, Watched};
 use super::{
-    closed, harness_on, open, ratio, start_origin, thousands, BenchArgs, Claim, Comparison,
-    Counters, Ledger, OpenLoop, MAX_BATCH,
+    closed, harness_on, latency_run, open, ratio, start_origin, thousands, BenchArgs, Claim,
+    Comparison, Counters, Ledger, OpenLoop, MAX_BATCH,
 };
 use crate::client::Endpoint;
 use crate::drive::Scenario;
@@ -427,8 +427,13 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             } else {
                 args.open_rate
             };
-            let result =
-                harness_on(endpoint(origins).await?, open(args, Scenario::Write, rate)).await?;
+            let result = latency_run(
+                args,
+                &[origin.pid],
+                endpoint(origins).await?,
+                open(args, Scenario::Write, rate),
+            )
+            .await?;
             ledger.record(&result);
             let row = RttRow {
                 rtt_ms,
