@@ -17,8 +17,8 @@ use testkit::proxy::{LatencyProxy, ProxyConfig};
 use super::commit::{self, CommitTime, IdleUpdates};
 use super::cpu::{self, Client, Cost, Watched};
 use super::{
-    closed, harness_on, latency_run, open, ratio, start_origin, thousands, BenchArgs, Claim,
-    Comparison, Counters, Ledger, OpenLoop, MAX_BATCH,
+    closed, harness_on, latency_run, open, pin_for_latency, ratio, start_origin, thousands,
+    BenchArgs, Claim, Comparison, Counters, Ledger, OpenLoop, MAX_BATCH,
 };
 use crate::client::Endpoint;
 use crate::drive::Scenario;
@@ -408,7 +408,13 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
     let mut ledger = Ledger::default();
     for &rtt_ms in args.db_rtt_ms.iter() {
         let (proxy, url) = proxy_for(args, rtt_ms)?;
-        let updates = commit::idle_updates(&url).await?;
+        // Pinned as the open loops are: this is the bound they are judged against.
+        let pinned = pin_for_latency(args, &[])?;
+        let updates = commit::idle_updates(&url).await;
+        if let Some(pinned) = pinned {
+            pinned.release()?;
+        }
+        let updates = updates?;
         eprintln!(
             "bench: {rtt_ms} ms round trip: idle UPDATE through the proxy {:.2} ms mean ({:.2} ms p99)",
             updates.mean_ms, updates.p99_ms
