@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// Other clients write to this counter too: gaps in the values are not judged.
     #[arg(long)]
     pub shared_counter: bool,
+    /// Every POST carries its own Idempotency-Key, as the page's clicks do: the keyed write path
+    /// (one transaction per batch that also stores the keys) instead of the keyless statement.
+    #[arg(long)]
+    pub idempotency_keys: bool,
     /// No progress line.
     #[arg(short, long)]
     pub quiet: bool,

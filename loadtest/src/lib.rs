@@ -105,9 +105,12 @@ pub async fn run(args: &RunArgs) -> Result<RunResult, SetupError> {
     if let Some(warning) = guardrails::api_path_warning(&args.base_url) {
         eprintln!("warning: {warning}");
     }
-    let endpoint = client::Endpoint::resolve(&args.base_url)
+    let mut endpoint = client::Endpoint::resolve(&args.base_url)
         .await
         .map_err(|e| SetupError(e.to_string()))?;
+    if args.idempotency_keys {
+        endpoint = endpoint.with_idempotency_keys();
+    }
     let plan = args.plan();
     if let Some(warning) = guardrails::shared_write_warning(&endpoint, &plan) {
         eprintln!("warning: {warning}");

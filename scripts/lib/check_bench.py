@@ -48,7 +48,7 @@ def main(out, round_trips, origins):
         if not i["updates"]["mean_ms"] >= i["rtt_ms"]:
             fail(f"an idle UPDATE at {i['rtt_ms']} ms round trip took {i['updates']['mean_ms']} ms")
     rows = [(r["rtt_ms"], r["mode"]) for r in capacity["rtt"]]
-    wanted = [(rtt, mode) for rtt in round_trips for mode in ("batched", "MAX_BATCH=1")]
+    wanted = [(rtt, mode) for rtt in round_trips for mode in ("batched", "MAX_BATCH=1", "keyed")]
     if rows != wanted:
         fail(f"round-trip rows {rows}, expected {wanted}")
     rows = [(r["origins"], r["mode"]) for r in capacity["origins"]]

@@ -40,6 +40,10 @@ pub struct Endpoint {
     )>,
     get: Arc<[u8]>,
     post: Arc<[u8]>,
+    /// `Some` when every POST carries its own `Idempotency-Key` (as the page's clicks do): this
+    /// run's prefix, and how many connections have been opened (a reconnected connection must
+    /// not reuse the keys of the one it replaces: a repeated key is answered, not counted).
+    keys: Option<(Arc<str>, Arc<std::sync::atomic::AtomicU64>)>,
 }
 
 #[derive(Debug)]
@@ -115,7 +119,19 @@ impl Endpoint {
             host: authority,
             prefix,
             tls,
+            keys: None,
         })
+    }
+
+    /// Every POST on connections opened from now on carries a new `Idempotency-Key`, unique to
+    /// this process, this call and the request: the keyed (transactional) write path.
+    pub fn with_idempotency_keys(mut self) -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let run: Arc<str> = format!("lt-{}-{started:x}", std::process::id()).into();
+        self.keys = Some((run, Arc::default()));
+        self
     }
 
     /// The same requests (Host, prefix, TLS name from the base URL) spread over `addrs` instead
@@ -166,12 +182,24 @@ impl Endpoint {
                     })?,
             ),
         };
+        let keyed = self.keys.as_ref().map(|(run, opened)| {
+            let nth = opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The POST without its blank line, then `Idempotency-Key: <run>-<nth>-<seq>`.
+            let head = &self.post[..self.post.len() - 2];
+            KeyedPost {
+                head: head.to_vec(),
+                prefix: format!("Idempotency-Key: {run}-{nth}-"),
+                seq: 0,
+                request: Vec::with_capacity(head.len() + 96),
+            }
+        });
         Ok(Connection {
             io,
             buf: vec![0; READ_BUFFER],
             filled: 0,
             get: Arc::clone(&self.get),
             post: Arc::clone(&self.post),
+            keyed,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             reusable: true,
             last_status: 0,
@@ -295,6 +323,27 @@ impl RequestError {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A connection's keyed POSTs: the request rendered anew for each key.
+struct KeyedPost {
+    head: Vec<u8>,
+    prefix: String,
+    seq: u64,
+    request: Vec<u8>,
+}
+
+impl KeyedPost {
+    fn next(&mut self) -> Vec<u8> {
+        let mut request = std::mem::take(&mut self.request);
+        request.clear();
+        request.extend_from_slice(&self.head);
+        request.extend_from_slice(self.prefix.as_bytes());
+        request.extend_from_slice(self.seq.to_string().as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        self.seq += 1;
+        request
+    }
+}
+
 /// One open keep-alive connection. Any error leaves it unusable: the caller reconnects.
 pub struct Connection {
     io: Box<dyn Io>,
@@ -302,6 +351,7 @@ pub struct Connection {
     filled: usize,
     get: Arc<[u8]>,
     post: Arc<[u8]>,
+    keyed: Option<KeyedPost>,
     timer: Pin<Box<tokio::time::Sleep>>,
     reusable: bool,
     last_status: u16,
@@ -310,11 +360,18 @@ pub struct Connection {
 impl Connection {
     /// Sends one counter request and reads the whole answer; on `Ok`, the value it carried.
     pub async fn exchange(&mut self, op: Op, deadline: Instant) -> Result<i64, RequestError> {
-        let request = match op {
-            Op::Read => Arc::clone(&self.get),
-            Op::Write => Arc::clone(&self.post),
+        let answer = match (op, self.keyed.as_mut()) {
+            (Op::Write, Some(keyed)) => {
+                let request = keyed.next();
+                let answer = self.send(&request, deadline).await;
+                if let Some(keyed) = self.keyed.as_mut() {
+                    keyed.request = request; // its buffer, for the next key
+                }
+                answer?
+            }
+            (Op::Read, _) => self.send(&Arc::clone(&self.get), deadline).await?,
+            (Op::Write, None) => self.send(&Arc::clone(&self.post), deadline).await?,
         };
-        let answer = self.send(&request, deadline).await?;
         if !(200..300).contains(&answer.status) {
             return Err(RequestError::Status(answer.status));
         }
@@ -510,6 +567,59 @@ mod tests {
         assert!(endpoint
             .get_request("/readyz")
             .starts_with(b"GET /prefix/readyz HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn keyed_posts_carry_a_new_key_each_even_across_reconnects() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = Endpoint::resolve(&format!("http://{}", listener.local_addr().unwrap()))
+            .await
+            .unwrap()
+            .with_idempotency_keys();
+        // Answers every request on each accepted connection and reports its key header.
+        let (keys_tx, mut keys) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let keys_tx = keys_tx.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let mut key = None;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(k) = line.strip_prefix("Idempotency-Key: ") {
+                            key = Some(k.to_string());
+                        }
+                        if line.is_empty() {
+                            let _ = keys_tx.send(key.take());
+                            let body = b"{\"value\":1}";
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            write.write_all(head.as_bytes()).await.unwrap();
+                            write.write_all(body).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2 {
+            // A second connection with the same index: a reconnect.
+            let mut connection = endpoint.open(0).await.unwrap();
+            for _ in 0..3 {
+                assert_eq!(connection.exchange(Op::Write, deadline()).await.unwrap(), 1);
+                let key = keys.recv().await.unwrap().expect("a POST carries a key");
+                assert!(key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic()));
+                assert!(seen.insert(key), "keys are never repeated");
+            }
+            connection.exchange(Op::Read, deadline()).await.unwrap();
+            assert_eq!(keys.recv().await.unwrap(), None, "a GET carries no key");
+        }
+        assert_eq!(seen.len(), 6);
     }
 
     #[test]

@@ -30,7 +30,13 @@ use crate::SetupError;
 const SAMPLE_EVERY: Duration = Duration::from_millis(5);
 
 /// The two write paths compared on every row.
-const MODES: [(&str, usize); 2] = [("batched", MAX_BATCH), ("MAX_BATCH=1", 1)];
+/// The write paths measured: name, `MAX_BATCH`, and whether every POST carries an
+/// `Idempotency-Key` (the page's clicks do: one transaction per batch that also stores the keys).
+const MODES: [(&str, usize, bool); 3] = [
+    ("batched", MAX_BATCH, false),
+    ("MAX_BATCH=1", 1, false),
+    ("keyed", MAX_BATCH, true),
+];
 
 /// A latency proxy on its own thread and runtime, so the harness's busy workers do not delay
 /// the delayed bytes further; its thread id lets the runs charge its CPU to it, not the client.
@@ -149,7 +155,7 @@ async fn closed_write(
     args: &BenchArgs,
     origins: &[Origin],
     proxy: &ProxyThread,
-    max_batch: usize,
+    (max_batch, keyed): (usize, bool),
     ledger: &mut Ledger,
     during: Option<LockSampler>,
 ) -> Result<(WriteLoad, Option<LockSamples>), SetupError> {
@@ -160,7 +166,11 @@ async fn closed_write(
     )?;
     watched.proxy_thread = Some(proxy.thread_id);
     let before = (watched.snapshot()?, Counters::read(&refs).await?);
-    let result = harness_on(endpoint(origins).await?, closed_plan(args, max_batch)).await?;
+    let result = harness_on(
+        endpoint(origins, keyed).await?,
+        closed_plan(args, max_batch),
+    )
+    .await?;
     let after = (watched.snapshot()?, Counters::read(&refs).await?);
     let locks = match during {
         Some(sampler) => Some(sampler.finish().await?),
@@ -420,14 +430,15 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             updates.mean_ms, updates.p99_ms
         );
         capacity.idle.push(ProxiedIdle { rtt_ms, updates });
-        for (mode, max_batch) in MODES {
+        for (mode, max_batch, keyed) in MODES {
             let name = format!("origin-rtt{rtt_ms}ms-{}", mode_slug(mode));
             let origin = start_origin(args, &name, max_batch, &url).await?;
             let origins = std::slice::from_ref(&origin);
             let (load, _) =
-                closed_write(args, origins, &proxy, max_batch, &mut ledger, None).await?;
-            // MAX_BATCH=1 cannot take the batched rate: measure its latency at half its ceiling.
-            let rate = if max_batch == 1 {
+                closed_write(args, origins, &proxy, (max_batch, keyed), &mut ledger, None).await?;
+            // MAX_BATCH=1 (and the keyed path, a transaction per batch) may not take the batched
+            // rate: measure their latency at half their ceiling at most.
+            let rate = if max_batch == 1 || keyed {
                 args.open_rate
                     .min((load.increments_per_s / 2.0).round().max(1.0))
             } else {
@@ -436,7 +447,7 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
             let result = latency_run(
                 args,
                 &[origin.pid],
-                endpoint(origins).await?,
+                endpoint(origins, keyed).await?,
                 open(args, Scenario::Write, rate),
             )
             .await?;
@@ -462,7 +473,8 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
     if !args.origins.is_empty() {
         let (proxy, url) = proxy_for(args, args.origins_rtt_ms)?;
         for &n in args.origins.iter() {
-            for (mode, max_batch) in MODES {
+            // Several origins: the keyless paths (the row's lock rate is the question there).
+            for (mode, max_batch, _) in MODES.into_iter().filter(|(_, _, keyed)| !keyed) {
                 let mut origins = Vec::with_capacity(n);
                 for i in 0..n {
                     let name = format!("origin-{n}x-{i}-{}", mode_slug(mode));
@@ -473,7 +485,7 @@ pub async fn run(args: &BenchArgs) -> Result<Capacity, SetupError> {
                     args,
                     &origins,
                     &proxy,
-                    max_batch,
+                    (max_batch, false),
                     &mut ledger,
                     Some(sampler),
                 )
@@ -529,10 +541,10 @@ fn closed_plan(args: &BenchArgs, max_batch: usize) -> crate::drive::Plan {
 }
 
 fn mode_slug(mode: &str) -> &'static str {
-    if mode == "batched" {
-        "batched"
-    } else {
-        "max-batch-1"
+    match mode {
+        "batched" => "batched",
+        "keyed" => "keyed",
+        _ => "max-batch-1",
     }
 }
 
@@ -546,12 +558,18 @@ fn proxy_for(args: &BenchArgs, rtt_ms: f64) -> Result<(ProxyThread, String), Set
     Ok((proxy, url))
 }
 
-/// One endpoint whose connections are spread over every server (one write ledger for all).
-async fn endpoint(origins: &[Origin]) -> Result<Endpoint, SetupError> {
-    Ok(Endpoint::resolve(&origins[0].url())
+/// One endpoint whose connections are spread over every server (one write ledger for all);
+/// `keyed`: every POST carries its own `Idempotency-Key`.
+async fn endpoint(origins: &[Origin], keyed: bool) -> Result<Endpoint, SetupError> {
+    let endpoint = Endpoint::resolve(&origins[0].url())
         .await
         .map_err(|e| SetupError(e.to_string()))?
-        .with_addrs(origins.iter().map(|o| o.addr()).collect()))
+        .with_addrs(origins.iter().map(|o| o.addr()).collect());
+    Ok(if keyed {
+        endpoint.with_idempotency_keys()
+    } else {
+        endpoint
+    })
 }
 
 #[derive(Debug, Default)]
