@@ -542,13 +542,26 @@ mod tests {
             "logged once, not per retry"
         );
         until(3).await;
-        tokio::task::yield_now().await;
+        // The fetch is counted before its answer is handled: wait for the line itself (time is
+        // paused, so each sleep returns at once; the bound only stops a test that would hang).
+        let logged = |text: &'static str, n: usize| {
+            let log = log.clone();
+            async move {
+                for _ in 0..1_000 {
+                    if log.lines(text) >= n {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        logged("available again", 1).await;
         assert_eq!(log.lines("available again"), 1);
         until(5).await;
         assert_eq!(log.lines("credentials just fetched expire in"), 1);
         assert_eq!(log.lines("refresh margin"), 2, "one line per incident");
         until(6).await;
-        tokio::task::yield_now().await;
+        logged("available again", 2).await;
         assert_eq!(log.lines("available again"), 2);
     }
 }
