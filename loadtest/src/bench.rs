@@ -1063,23 +1063,10 @@ mod tests {
 
     /// The flags' defaults, as `make bench` runs them.
     fn default_args() -> BenchArgs {
-        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
-            "loadtest",
-            "bench",
-            "--origin",
-            "o",
-            "--bare",
-            "b",
-            "--database-url",
-            "postgres://x",
-        ])
-        .unwrap();
-        match cli.command {
-            crate::cli::Command::Bench(args) => args,
-            _ => panic!("not bench"),
-        }
+        args_with(&[]).unwrap()
     }
 
+    /// The required flags with placeholders, then `extra`.
     fn args_with(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
         let mut argv = vec![
             "loadtest",
