@@ -145,38 +145,37 @@ impl BenchArgs {
     }
 }
 
-/// Pins the processes of a latency run (`servers`, PostgreSQL's whole tree when its data
-/// directory is known, and this process) to [`BenchArgs::latency_cores`] until the returned
-/// guard is released; nothing when no core is asked for.
-pub fn pin_for_latency(
+/// Runs `work` with the processes of a latency run pinned to [`BenchArgs::latency_cores`]:
+/// `servers`, PostgreSQL's whole tree when its data directory is known, and this process. Nothing
+/// is pinned when no core is asked for.
+pub async fn pinned<T>(
     args: &BenchArgs,
     servers: &[u32],
-) -> Result<Option<affinity::Pinned>, SetupError> {
+    work: impl std::future::Future<Output = Result<T, SetupError>>,
+) -> Result<T, SetupError> {
     let cores = args.latency_cores();
     if cores.is_empty() {
-        return Ok(None);
+        return work.await;
     }
     let mut processes = servers.to_vec();
     if let Some(dir) = &args.pg_data_dir {
         processes.push(procfs::postmaster_pid(dir)?);
     }
     processes.push(std::process::id());
-    Ok(Some(affinity::pin(&processes, &cores)?))
+    let pin = affinity::pin(&processes, &cores)?;
+    let result = work.await;
+    pin.release()?;
+    result
 }
 
-/// Runs one open loop with its processes pinned (see [`pin_for_latency`]).
+/// Runs one open loop with its processes pinned (see [`pinned`]).
 pub async fn latency_run(
     args: &BenchArgs,
     servers: &[u32],
     endpoint: Endpoint,
     plan: Plan,
 ) -> Result<RunResult, SetupError> {
-    let pinned = pin_for_latency(args, servers)?;
-    let result = harness_on(endpoint, plan).await;
-    if let Some(pinned) = pinned {
-        pinned.release()?;
-    }
-    result
+    pinned(args, servers, harness_on(endpoint, plan)).await
 }
 
 fn origin_env(text: &str) -> Result<(String, String), String> {
@@ -585,17 +584,16 @@ pub async fn run(args: &BenchArgs) -> Result<bool, SetupError> {
         .map_err(|e| SetupError(format!("{}: {e}", args.out.display())))?;
     let load_before = load_average();
     // Pinned as the open loops are: the latency claims are judged against this commit time.
-    let pinned = pin_for_latency(args, &[])?;
-    let commit = commit::measure(
-        &args.database_url,
-        args.pg_bin_dir.as_deref(),
-        args.pg_data_dir.as_deref(),
+    let commit = pinned(
+        args,
+        &[],
+        commit::measure(
+            &args.database_url,
+            args.pg_bin_dir.as_deref(),
+            args.pg_data_dir.as_deref(),
+        ),
     )
-    .await;
-    if let Some(pinned) = pinned {
-        pinned.release()?;
-    }
-    let commit = commit?;
+    .await?;
     eprintln!(
         "bench: idle commit {:.2} ms mean ({:.2} ms median, {:.2} ms p99) per UPDATE; fdatasync {}",
         commit.statement_mean_ms,

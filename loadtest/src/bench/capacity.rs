@@ -17,8 +17,8 @@ use testkit::proxy::{LatencyProxy, ProxyConfig};
 use super::commit::{self, CommitTime, IdleUpdates};
 use super::cpu::{self, Client, Cost, Watched};
 use super::{
-    closed, harness_on, latency_run, open, pin_for_latency, ratio, start_origin, thousands,
-    BenchArgs, Claim, Comparison, Counters, Ledger, OpenLoop, MAX_BATCH,
+    closed, harness_on, latency_run, open, pinned, ratio, start_origin, thousands, BenchArgs,
+    Claim, Comparison, Counters, Ledger, OpenLoop, MAX_BATCH,
 };
 use crate::client::Endpoint;
 use crate::drive::Scenario;
@@ -490,12 +490,7 @@ async fn round_trips(
         let (proxy, url) = proxy_for(args, rtt_ms)?;
         if !keyed {
             // Pinned as the open loops are: this is the bound they are judged against.
-            let pinned = pin_for_latency(args, &[])?;
-            let updates = commit::idle_updates(&url).await;
-            if let Some(pinned) = pinned {
-                pinned.release()?;
-            }
-            let updates = updates?;
+            let updates = pinned(args, &[], commit::idle_updates(&url)).await?;
             eprintln!(
             "bench: {rtt_ms} ms round trip: idle UPDATE through the proxy {:.2} ms mean ({:.2} ms p99)",
             updates.mean_ms, updates.p99_ms
